@@ -1,0 +1,249 @@
+"""Typed configuration shared by every command, loadable from YAML.
+
+Every default is the value a paper gives where it gives one (the paper is named
+beside the field); where the papers are silent the choice is ours and says so.
+A YAML file only needs the fields it changes; ``--set a.b=value`` overrides one
+field from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .errors import ConfigError
+
+BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
+ACDC_MODALITIES = ("cine",)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it lives, and which channels the model sees."""
+
+    dataset: Literal["brats", "acdc"] = "brats"
+    # "auto" detects the file naming from the first patient folder.
+    format: Literal["auto", "brats", "brats2023", "brats2015", "acdc"] = "auto"
+    raw_dir: Optional[str] = None
+    prepared_dir: Optional[str] = None
+    # Canonical names (flair, t1, t1ce, t2; BraTS 2023's t2f/t1n/t1c/t2w map onto them).
+    # None means all of the dataset's modalities.
+    modalities: Optional[list[str]] = None
+
+    def resolved_modalities(self) -> tuple[str, ...]:
+        if self.modalities:
+            return tuple(self.modalities)
+        return BRATS_MODALITIES if self.dataset == "brats" else ACDC_MODALITIES
+
+
+@dataclass
+class PrepareConfig:
+    """Preprocessing of seed 000, section 3 ("Data Preparation and Augmentation")."""
+
+    # Seed 000 applies bias-field correction; N4 (SimpleITK) on a shrunk image keeps it practical.
+    n4_bias_correction: bool = True
+    n4_shrink_factor: int = 4
+    n4_iterations: list[int] = field(default_factory=lambda: [50, 50, 50, 50])
+    # Seed 000: z-score normalisation, computed inside the foreground mask.
+    zscore: bool = True
+    # Seed 000: Nyul-Udupa standard scale; landmarks learned on the training split.
+    nyul: bool = True
+    nyul_percentiles: list[float] = field(
+        default_factory=lambda: [1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0]
+    )
+    # Target spacing in mm per array axis (x, y, slice); null keeps the native spacing of that axis.
+    # Our default keeps the slice axis native: the model is 2D per slice plus a recurrence across slices.
+    target_spacing: list[Optional[float]] = field(default_factory=lambda: [None, None, None])
+    # In-plane size after crop and pad (ours: BraTS 240 padded to 256).
+    image_size: list[int] = field(default_factory=lambda: [256, 256])
+    # foreground: crop to the bounding box of the foreground mask (skull-stripped BraTS);
+    # center: keep the centre of the field of view (ACDC, where the heart sits mid-image).
+    crop: Literal["foreground", "center", "none"] = "foreground"
+    # Voxels whose intensity exceeds this in any modality are foreground (when no brain mask is given).
+    foreground_threshold: float = 0.0
+    # Patient-level split, stratified by disease class (ours; the papers do not give one).
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    split_seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    """Seed 000: random crop, re-sizing/scaling, rotation in [-10, 10] degrees, Gaussian noise.
+
+    Applied identically to every slice and modality of a sequence and to its mask,
+    and only to training sequences.
+    """
+
+    enabled: bool = True
+    rotation_degrees: float = 10.0  # seed 000
+    scale_range: list[float] = field(default_factory=lambda: [0.9, 1.1])  # ours: seed 000 gives none
+    # Random crop: the view shifts by up to this fraction of the image side (ours).
+    max_shift_fraction: float = 0.1
+    noise_std: float = 0.05  # in z-score units (ours)
+
+
+@dataclass
+class PipelineConfig:
+    """The tf.data input pipeline: sequences of T consecutive slices of one patient."""
+
+    sequence_length: int = 8  # ours: seed 000 feeds "sequences" of a patient's slices; 8 fits the CPU
+    batch_size: int = 2
+    # In-plane size fed to the model; None = the prepared size. Progressive resizing (seed 001)
+    # trains at a small size first, then larger ones, through this field.
+    image_size: Optional[list[int]] = None
+    # Random windows drawn per patient per epoch; None = enough to cover its slices once.
+    windows_per_patient: Optional[int] = None
+    patients_in_flight: int = 4  # patients interleaved at once (memory vs shuffle quality)
+    shuffle_buffer: int = 64
+    one_hot: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    seed: int = 0
+
+    def validate(self, source: str | None = None) -> "Config":
+        _validate(self, source)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+
+
+def _validate(cfg: Config, source: str | None) -> None:
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            raise ConfigError(what, source)
+
+    p, a, q = cfg.prepare, cfg.augment, cfg.pipeline
+    known = {"brats": {"flair", "t1", "t1ce", "t2"}, "acdc": {"cine"}}[cfg.data.dataset]
+    for m in cfg.data.resolved_modalities():
+        check(m in known, f"data.modalities: unknown modality {m!r} for {cfg.data.dataset} (known: {sorted(known)})")
+    check(p.n4_shrink_factor >= 1, "prepare.n4_shrink_factor must be >= 1")
+    check(len(p.target_spacing) == 3, "prepare.target_spacing needs 3 entries (x, y, slice)")
+    check(all(s is None or s > 0 for s in p.target_spacing), "prepare.target_spacing entries must be > 0 or null")
+    check(len(p.image_size) == 2 and min(p.image_size) >= 16, "prepare.image_size needs 2 entries >= 16")
+    check(len(p.split_fractions) == 3 and min(p.split_fractions) >= 0 and abs(sum(p.split_fractions) - 1) < 1e-6,
+          "prepare.split_fractions needs 3 non-negative fractions (train, validation, test) summing to 1")
+    check(p.split_fractions[0] > 0, "prepare.split_fractions: the training fraction must be > 0")
+    pct = p.nyul_percentiles
+    check(len(pct) >= 3 and all(0 <= x <= 100 for x in pct) and list(pct) == sorted(set(pct)),
+          "prepare.nyul_percentiles must be >= 3 increasing values in [0, 100]")
+    check(0 <= a.rotation_degrees <= 180, "augment.rotation_degrees must be in [0, 180]")
+    check(len(a.scale_range) == 2 and 0 < a.scale_range[0] <= a.scale_range[1], "augment.scale_range must be [lo, hi] with 0 < lo <= hi")
+    check(0 <= a.max_shift_fraction < 0.5, "augment.max_shift_fraction must be in [0, 0.5)")
+    check(a.noise_std >= 0, "augment.noise_std must be >= 0")
+    check(q.sequence_length >= 1, "pipeline.sequence_length must be >= 1")
+    check(cfg.data.dataset != "acdc" or q.sequence_length % 2 == 0,
+          "pipeline.sequence_length must be even for ACDC (half ED slices, half ES slices)")
+    check(q.batch_size >= 1, "pipeline.batch_size must be >= 1")
+    check(q.image_size is None or (len(q.image_size) == 2 and min(q.image_size) >= 8),
+          "pipeline.image_size must be null or 2 entries >= 8")
+    check(q.windows_per_patient is None or q.windows_per_patient >= 1, "pipeline.windows_per_patient must be >= 1 or null")
+    check(q.patients_in_flight >= 1 and q.shuffle_buffer >= 1, "pipeline.patients_in_flight and shuffle_buffer must be >= 1")
+
+
+# ---------------------------------------------------------------- loading
+
+def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert what is safe (int -> float)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [t for t in args if t is not type(None)]
+        return _coerce(value, inner[0], where, source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}", source)
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}", source)
+        return [_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}", source)
+        return _from_dict(tp, value, where, source)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}", source)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}", source)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}", source)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}", source)
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} at {where}")
+
+
+def _from_dict(cls: type, values: dict, where: str, source: str | None):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown field {prefix}{unknown[0]} (known: {', '.join(sorted(names))})", source)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k, source) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict, source: str | None = None) -> Config:
+    return _from_dict(Config, values or {}, "", source).validate(source)
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. pipeline.batch_size=4")
+        key, raw = item.split("=", 1)
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
+    values: dict = {}
+    source = None
+    if path is not None:
+        source = os.fspath(path)
+        try:
+            with open(path) as f:
+                values = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ConfigError("config file not found", source) from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", source) from None
+        if not isinstance(values, dict):
+            raise ConfigError("the top level must be a mapping of sections", source)
+    values = apply_overrides(values, overrides or [])
+    return config_from_dict(values, source)
