@@ -92,7 +92,7 @@ def make_brats_patient(rng: np.random.Generator, grade: str, shape=FULL_SHAPE) -
     offset[0] = side * rng.uniform(0.25, 0.5) * semi[0]
     t_centre = centre + offset
     core_r = rng.uniform(12, 22) if grade == "HGG" else rng.uniform(10, 19)
-    edema_r = core_r * (rng.uniform(1.5, 2.1) if grade == "HGG" else rng.uniform(1.3, 1.7))
+    edema_r = core_r * (rng.uniform(1.3, 1.65) if grade == "HGG" else rng.uniform(1.2, 1.45))
     rt = ellipsoid_radius([x, y, z], t_centre, [1.0, 1.0, 1.0])  # distance (mm) to the tumour centre
     stretch = 1 + 0.18 * low(6)  # irregular outline
     core = (rt / core_r * stretch < 1.0) & brain

@@ -1,0 +1,5 @@
+import sys
+
+from svgan.cli import main
+
+sys.exit(main(["prepare", *sys.argv[1:]]))

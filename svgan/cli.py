@@ -1,0 +1,156 @@
+"""The ``svgan`` command line: one entry point, one sub-command per job.
+
+Each sub-command ends by saying where its output is. Errors meant for users
+(``SvganError``) print as one line and exit with status 2; ``prepare`` prepares
+what it can, lists the patients it could not, and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ._tf import import_tf
+from .errors import SvganError
+
+
+def _progress_bar(total: int, label: str):
+    """A Keras progress bar callback ``update(done)``; silent when there is nothing to do."""
+    if total <= 0:
+        return None
+    import_tf()
+    from keras.utils import Progbar
+
+    print(label, flush=True)
+    bar = Progbar(total, unit_name="patient")
+    return lambda done: bar.update(done)
+
+
+def _parse_groups(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip().upper()] = float(value)
+        except ValueError:
+            raise SvganError(f"--groups: {item!r} is not NAME=WEIGHT (e.g. NOR=2,MINF=1)") from None
+    return out
+
+
+def cmd_synth(args) -> int:
+    start = time.time()
+    if args.dataset == "brats":
+        from .data.synthetic.brats import FULL_SHAPE, write_brats_cohort
+
+        shape = tuple(args.shape or FULL_SHAPE)
+        written = write_brats_cohort(args.out_dir, args.patients, args.seed, shape, args.hgg_fraction,
+                                     _progress_bar(args.patients, f"Writing {args.patients} synthetic BraTS patients"))
+    else:
+        from .data.synthetic.acdc import FULL_SHAPE, write_acdc_cohort
+
+        shape = tuple(args.shape or FULL_SHAPE)
+        try:
+            groups = _parse_groups(args.groups)
+            written = write_acdc_cohort(args.out_dir, args.patients, args.seed, shape, frames=args.frames,
+                                        proportions=groups, write_4d=not args.no_4d,
+                                        progress=_progress_bar(args.patients, f"Writing {args.patients} synthetic ACDC patients"))
+        except ValueError as e:
+            raise SvganError(str(e)) from None
+    counts: dict[str, int] = {}
+    for _, cls in written:
+        counts[cls] = counts.get(cls, 0) + 1
+    print(f"Wrote {len(written)} patients ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}) "
+          f"in {time.time() - start:.1f} s to {os.path.abspath(args.out_dir)}")
+    return 0
+
+
+def _config(args, dataset: str | None = None):
+    from .config import load_config
+
+    overrides = list(args.set or [])
+    if dataset:
+        overrides.insert(0, f"data.dataset={dataset}")
+    return load_config(args.config, overrides)
+
+
+def cmd_prepare(args) -> int:
+    from .data.manifest import load_manifest, summary_table
+    from .data.prepare import prepare_dataset
+    from .data.readers import discover_patients
+
+    cfg = _config(args, args.dataset)
+    n = len(discover_patients(args.raw_dir, cfg.data.dataset, cfg.data.format))
+    start = time.time()
+    report = prepare_dataset(cfg, args.raw_dir, args.out_dir, workers=args.workers, overwrite=args.overwrite,
+                             progress=_progress_bar(n, f"Preparing {n} {cfg.data.dataset} patients with {args.workers} worker(s)"))
+    print(f"Prepared {len(report.prepared)}, skipped {len(report.skipped)} already prepared, "
+          f"failed {len(report.failed)} in {time.time() - start:.1f} s -> {os.path.abspath(args.out_dir)}")
+    if args.summary:
+        print(summary_table(load_manifest(args.out_dir)))
+    if report.failed:
+        print(f"{len(report.failed)} patient(s) could not be prepared:", file=sys.stderr)
+        for pid, message in sorted(report.failed.items()):
+            print(f"  {pid}: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .data.manifest import load_manifest, summary_table
+
+    print(summary_table(load_manifest(args.prepared_dir)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svgan", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic dataset in the real challenge's folder layout")
+    p.add_argument("dataset", choices=["brats", "acdc"])
+    p.add_argument("out_dir")
+    p.add_argument("--patients", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                   help="volume shape (BraTS default 240 240 155 at 1 mm; ACDC 224 224 10)")
+    p.add_argument("--hgg-fraction", type=float, default=0.75, help="BraTS: share of HGG patients (BraTS 2017: 210/285)")
+    p.add_argument("--frames", type=int, default=30, help="ACDC: frames of the cardiac cycle (NbFrame)")
+    p.add_argument("--groups", help="ACDC: group proportions, e.g. NOR=2,MINF=1,DCM=1,HCM=1,RV=1 (default balanced)")
+    p.add_argument("--no-4d", action="store_true", help="ACDC: do not write the 4D cine file")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", help="preprocess a raw BraTS / ACDC folder into training data")
+    p.add_argument("dataset", choices=["brats", "acdc"])
+    p.add_argument("raw_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--config", help="YAML configuration (configs/*.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. prepare.nyul=false")
+    p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    p.add_argument("--overwrite", action="store_true", help="prepare every patient again with the current settings")
+    p.add_argument("--summary", action="store_true", help="print the dataset summary afterwards")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")
+    p.add_argument("prepared_dir")
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SvganError as e:
+        print(f"svgan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"svgan {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
