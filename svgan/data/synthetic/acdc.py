@@ -121,10 +121,10 @@ class _Heart:
         r_cav = (1 - c) * self.r_ed + c * self.r_es
         endo = np.full_like(rho, r_cav)
         if not math.isnan(self.p.infarct_deg):
-            # Akinetic sector: thin, and its endocardium does not move inwards.
+            # Akinetic sector: thin scar whose endocardium neither moves inwards nor thickens.
             w = np.clip(np.cos(theta - math.radians(self.p.infarct_deg)), 0, None) ** 6
             endo = endo + w * (self.r_ed - r_cav)
-            thickness = thickness * (1 - 0.55 * w)
+            thickness = thickness * (1 - w) + w * 0.45 * self.p.wall_mm
         return rho, theta, endo, thickness, r_cav + sept
 
     def _rv_mask_2d(self, scale, r_epi_slice, rho, theta, k):

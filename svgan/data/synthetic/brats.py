@@ -88,22 +88,22 @@ def make_brats_patient(rng: np.random.Generator, grade: str, shape=FULL_SHAPE) -
 
     # Tumour: centred in one hemisphere, core surrounded by edema that stays inside the brain.
     side = rng.choice([-1, 1])
-    offset = rng.uniform(-0.35, 0.35, 3) * semi
-    offset[0] = side * rng.uniform(0.25, 0.5) * semi[0]
+    offset = rng.uniform(-0.3, 0.3, 3) * semi
+    offset[0] = side * rng.uniform(0.2, 0.45) * semi[0]
     t_centre = centre + offset
-    core_r = rng.uniform(12, 22) if grade == "HGG" else rng.uniform(10, 19)
-    edema_r = core_r * (rng.uniform(1.3, 1.65) if grade == "HGG" else rng.uniform(1.2, 1.45))
+    core_r = rng.uniform(10, 19) if grade == "HGG" else rng.uniform(9, 17)
+    edema_r = core_r * (rng.uniform(1.45, 1.85) if grade == "HGG" else rng.uniform(1.4, 1.75))
     rt = ellipsoid_radius([x, y, z], t_centre, [1.0, 1.0, 1.0])  # distance (mm) to the tumour centre
     stretch = 1 + 0.18 * low(6)  # irregular outline
     core = (rt / core_r * stretch < 1.0) & brain
-    edema_region = (rt / edema_r * (1 + 0.25 * low(7)) < 1.0) & brain & ~core
+    edema_region = (rt / edema_r * (1 + 0.15 * low(7)) < 1.0) & brain & ~core
     label = np.zeros(shape, dtype=np.uint8)
     label[edema_region] = EDEMA
     tissue[edema_region] = 3
     if grade == "HGG":
-        # Enhancing rim of uneven thickness (2-6 mm), necrosis inside.
+        # Enhancing rim of uneven thickness (about 2-7 mm, never under one voxel), necrosis inside.
         depth = (1.0 - rt / core_r * stretch) * core_r  # mm inside the core boundary
-        rim = core & (depth < rng.uniform(3.0, 5.0) + 1.5 * low(8))
+        rim = core & (depth < np.maximum(spacing, rng.uniform(3.0, 5.0) + 1.0 * low(8)))
         label[core] = NCR_NET
         tissue[core] = 5
         label[rim] = ENHANCING

@@ -1,0 +1,64 @@
+import glob
+import os
+
+import pytest
+
+from svgan.config import Config, load_config
+from svgan.errors import ConfigError
+
+from conftest import REPO
+
+
+def test_defaults_are_the_papers_values():
+    cfg = Config().validate()
+    assert cfg.augment.rotation_degrees == 10.0  # seed 000: rotation between -10 and 10 degrees
+    assert cfg.prepare.zscore and cfg.prepare.nyul and cfg.prepare.n4_bias_correction  # seed 000 section 3
+    assert cfg.data.resolved_modalities() == ("flair", "t1", "t1ce", "t2")
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml"))))
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.data.dataset in ("brats", "acdc")
+
+
+def test_set_overrides_yaml_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("pipeline:\n  batch_size: 4\n")
+    cfg = load_config(path, ["pipeline.batch_size=8", "augment.scale_range=[0.8, 1.2]"])
+    assert cfg.pipeline.batch_size == 8
+    assert cfg.augment.scale_range == [0.8, 1.2]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    cfg = load_config(None, ["data.dataset=acdc", "pipeline.sequence_length=16"])
+    cfg.save(tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pipeline.batch_size=0", "pipeline.batch_size must be >= 1"),
+    ("pipeline.batch_size=two", "expected an integer"),
+    ("pipeline.bacth_size=2", "unknown field pipeline.bacth_size"),
+    ("prepare.crop=middle", "is not one of"),
+    ("prepare.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
+    ("data.modalities=[flair, dwi]", "unknown modality 'dwi'"),
+    ("augment.rotation_degrees=-5", "rotation_degrees"),
+])
+def test_bad_values_give_one_clear_error(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_acdc_sequences_must_split_evenly_into_ed_and_es():
+    with pytest.raises(ConfigError, match="even for ACDC"):
+        load_config(None, ["data.dataset=acdc", "pipeline.sequence_length=7"])
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("pipeline: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
