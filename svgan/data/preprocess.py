@@ -101,7 +101,9 @@ def learn_nyul_landmarks(percentiles: list[np.ndarray]) -> np.ndarray:
 
 def nyul_map(values: np.ndarray, landmarks: np.ndarray, standard: np.ndarray) -> np.ndarray:
     """Piecewise-linear map landmarks -> standard, extended linearly beyond both ends."""
-    landmarks = np.maximum.accumulate(landmarks + np.arange(len(landmarks)) * 1e-6)  # strictly increasing
+    landmarks = np.array(landmarks, dtype=np.float64)
+    for i in range(1, len(landmarks)):  # ties (e.g. a constant background percentile) must not divide by 0
+        landmarks[i] = max(landmarks[i], landmarks[i - 1] + 1e-6)
     out = np.interp(values, landmarks, standard)
     lo_slope = (standard[1] - standard[0]) / (landmarks[1] - landmarks[0])
     hi_slope = (standard[-1] - standard[-2]) / (landmarks[-1] - landmarks[-2])

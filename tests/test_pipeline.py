@@ -1,0 +1,127 @@
+"""The tf.data pipeline: coverage in evaluation, shared augmentation in training, determinism."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from svgan.config import load_config
+from svgan.data.manifest import Manifest, load_manifest
+from svgan.data.pipeline import extract_sequence, make_dataset, window_starts
+from svgan.data.prepare import load_prepared
+
+
+@pytest.mark.parametrize("num_slices, window", [(1, 4), (7, 4), (8, 4), (9, 4), (155, 8)])
+def test_evaluation_windows_cover_every_slice_exactly_once(num_slices, window):
+    covered = collections.Counter()
+    for start in window_starts(num_slices, window, training=False):
+        covered.update(i for i in range(start, start + window) if i < num_slices)
+    assert covered == collections.Counter(range(num_slices))
+
+
+def test_training_windows_fit_inside_the_volume():
+    rng = np.random.default_rng(0)
+    starts = window_starts(20, 8, True, rng, count=200)
+    assert min(starts) == 0 and max(starts) == 12 and len(starts) == 200
+    assert window_starts(5, 8, True, rng) == [0]  # a short patient: one window, padded
+
+
+def test_acdc_sequence_is_ed_positions_then_the_same_es_positions():
+    image = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2, 1)  # [P=2, Z=3, H, W, C]
+    label = (image[..., 0] % 4).astype(np.uint8)
+    seq, lab, slice_index, phase = extract_sequence(image, label, start=1, length=4)
+    assert seq.shape == (8, 2, 2, 1)
+    assert slice_index.tolist() == [1, 2, -1, -1, 1, 2, -1, -1]
+    assert phase.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert np.array_equal(seq[0], image[0, 1]) and np.array_equal(seq[4], image[1, 1]) and np.array_equal(seq[5], image[1, 2])
+    assert not seq[2:4].any() and not lab[6:8].any()  # padding is zero image, background label
+
+
+def test_evaluation_dataset_returns_every_slice_unaugmented(brats_prepared):
+    m = load_manifest(brats_prepared)
+    cfg = load_config(None, ["pipeline.sequence_length=4", "pipeline.batch_size=3"])
+    seen = collections.defaultdict(list)
+    for batch in make_dataset(m, "train", cfg, training=False):
+        for b in range(batch["image"].shape[0]):
+            pid = batch["patient"][b].numpy().decode()
+            image, label = load_prepared(m.patient_file(pid))
+            for t, z in enumerate(batch["slice_index"][b].numpy()):
+                if z >= 0:
+                    seen[pid].append(int(z))
+                    assert np.array_equal(batch["image"][b, t].numpy(), image[0, z])
+                    assert np.array_equal(batch["label"][b, t].numpy(), label[0, z])
+            assert batch["disease"][b].numpy() == m.patients[pid]["disease"]
+    assert set(seen) == set(m.split_ids("train"))
+    for pid, slices in seen.items():
+        assert sorted(slices) == list(range(m.patients[pid]["num_slices"]))
+
+
+def _synthetic_manifest(tmp_path, n_patients=2, slices=6, size=32):
+    """A prepared folder whose channels are label and 2 x label, with identical slices."""
+    patients = {}
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n_patients):
+        pattern = np.zeros((size, size), np.uint8)
+        pattern[(yy - 12) ** 2 + (xx - 14 - i) ** 2 < 49] = 1
+        pattern[8:14, 18:26] = 2
+        label = np.broadcast_to(pattern, (1, slices, size, size)).copy()
+        image = np.stack([label, 2 * label], axis=-1).astype(np.float16)
+        np.savez_compressed(tmp_path / f"p{i}.npz", image=image, label=label)
+        patients[f"p{i}"] = {"file": f"p{i}.npz", "disease": i % 2, "phases": ["volume"], "split": "train",
+                             "num_slices": slices, "crop": {"output_shape": [size, size, slices]}}
+    return Manifest(str(tmp_path), {"patients": patients, "modalities": ["a", "b"],
+                                    "class_names": ["bg", "one", "two"]})
+
+
+def test_augmentation_is_shared_by_slices_modalities_and_mask(tmp_path):
+    m = _synthetic_manifest(tmp_path)
+    cfg = load_config(None, ["pipeline.sequence_length=4", "pipeline.batch_size=2", "augment.noise_std=0.0",
+                             "augment.rotation_degrees=10", "augment.max_shift_fraction=0.1"])
+    changed = 0
+    for batch in make_dataset(m, "train", cfg, training=True).take(4):
+        image, label = batch["image"].numpy(), batch["label"].numpy()
+        for b in range(image.shape[0]):
+            # Identical slices in -> identical slices out: one transform for the whole sequence.
+            assert all(np.array_equal(image[b, 0], image[b, t]) for t in range(4))
+            assert all(np.array_equal(label[b, 0], label[b, t]) for t in range(4))
+            # Same transform for both modalities (channel b = 2 x channel a, bilinear is linear).
+            assert np.allclose(image[b, ..., 1], 2 * image[b, ..., 0], atol=1e-3)
+            # Mask warped like the image: away from edges the image equals its label.
+            agree = np.mean(np.abs(image[b, ..., 0] - label[b]) < 0.5)
+            assert agree > 0.93
+            changed += not np.array_equal(label[b, 0], np.load(tmp_path / f"{batch['patient'][b].numpy().decode()}.npz")["label"][0, 0])
+    assert changed > 0, "training sequences must actually be augmented"
+
+
+def test_gaussian_noise_only_in_training(tmp_path):
+    m = _synthetic_manifest(tmp_path)
+    cfg = load_config(None, ["pipeline.sequence_length=4", "augment.noise_std=0.5", "augment.rotation_degrees=0",
+                             "augment.scale_range=[1, 1]", "augment.max_shift_fraction=0"])
+    train = next(iter(make_dataset(m, "train", cfg, training=True)))
+    noise = train["image"].numpy()[..., 0] - train["label"].numpy()
+    assert noise.std() == pytest.approx(0.5, rel=0.1)
+    evaluation = next(iter(make_dataset(m, "train", cfg, training=False)))
+    assert np.array_equal(evaluation["image"].numpy()[..., 0], evaluation["label"].numpy())
+
+
+def test_same_seed_same_batches_and_other_seed_other_batches(brats_prepared):
+    m = load_manifest(brats_prepared)
+    cfg = load_config(None, ["pipeline.sequence_length=4", "seed=5"])
+    first = [b["image"].numpy() for b in make_dataset(m, "train", cfg, training=True).take(3)]
+    again = [b["image"].numpy() for b in make_dataset(m, "train", cfg, training=True).take(3)]
+    other = [b["image"].numpy() for b in make_dataset(m, "train", cfg, training=True, seed=6).take(3)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_input_size_and_one_hot_options_for_progressive_resizing(acdc_prepared):
+    m = load_manifest(acdc_prepared)
+    for size in (16, 32):
+        cfg = load_config(None, ["data.dataset=acdc", "pipeline.sequence_length=8", f"pipeline.image_size=[{size}, {size}]",
+                                 "pipeline.one_hot=true"])
+        for training in (True, False):
+            batch = next(iter(make_dataset(m, "train", cfg, training=training)))
+            assert batch["image"].shape[1:] == (8, size, size, 1)
+            assert batch["label"].shape[1:] == (8, size, size, 4)
+            assert np.allclose(batch["label"].numpy().sum(-1), 1.0)
+            assert batch["phase"].numpy()[0].tolist() == [0] * 4 + [1] * 4
