@@ -106,6 +106,67 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .training.fit import CONFIG_NAME, train
+
+    if args.resume:
+        from .config import load_config
+
+        cfg = load_config(os.path.join(args.resume, CONFIG_NAME), list(args.set or []))
+        prepared = args.data or cfg.data.prepared_dir
+        summary = train(cfg, prepared, run_dir=args.resume, resume=True)
+    else:
+        cfg = _config(args)
+        prepared = args.data or cfg.data.prepared_dir
+        if not prepared:
+            raise SvganError("no prepared data: give --data PREPARED_DIR or set data.prepared_dir")
+        summary = train(cfg, prepared, run_dir=args.run_dir)
+    print(f"Run folder: {os.path.abspath(summary['run_dir'])} ({summary['epochs_done']} epochs, "
+          f"{summary['minutes']:.1f} min; best validation Dice {summary['best_validation_dice']})")
+    return 0
+
+
+def _format_report(report: dict, manifest) -> str:
+    from .data.conventions import REGIONS
+
+    regions = list(REGIONS[manifest.dataset])
+    lines = ["| region | Dice | sensitivity |", "|---|---|---|"]
+    lines += [f"| {r} | {report[f'dice_{r}']:.3f} | {report[f'sensitivity_{r}']:.3f} |" for r in regions]
+    lines.append("")
+    names = manifest.class_names
+    lines.append("Voxel sensitivity per label: " + ", ".join(
+        f"{names[k]} {report[f'label_sensitivity_{k}']:.3f}" for k in range(1, len(names))))
+    if "accuracy" in report:
+        lines.append(f"Diagnosis accuracy {report['accuracy']:.3f} (majority-class rate {report['majority_rate']:.3f}); "
+                     "sensitivity " + ", ".join(f"{d} {report[f'disease_sensitivity_{d}']:.2f}"
+                                                for d in manifest.disease_classes if f"disease_sensitivity_{d}" in report))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    import_tf()
+    import keras
+
+    from .evaluation.prepared_report import evaluate_prepared
+    from .training.fit import GENERATOR_NAME, load_run
+
+    cfg, manifest = load_run(args.run_dir, args.data)
+    path = os.path.join(args.run_dir, GENERATOR_NAME)
+    if not os.path.isfile(path):
+        raise SvganError("no generator.keras in the run folder (has it finished an epoch?)", args.run_dir)
+    generator = keras.models.load_model(path)
+    report = evaluate_prepared(generator, manifest, args.split, cfg)
+    print(f"{manifest.dataset}, {args.split} split, {report['patients']} patients (prepared grid):")
+    print(_format_report(report, manifest))
+    out = os.path.join(args.run_dir, f"quick_report_{args.split}.json")
+    with open(out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"Scores written to {os.path.abspath(out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svgan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="prepare every patient again with the current settings")
     p.add_argument("--summary", action="store_true", help="print the dataset summary afterwards")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train the multi-task GAN on a prepared folder")
+    p.add_argument("--config", help="YAML configuration (configs/*.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=10")
+    p.add_argument("--data", help="prepared folder (default: data.prepared_dir of the config)")
+    p.add_argument("--run-dir", help="run folder (default: train.run_dir/<dataset>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its latest checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a run's best generator on a split of its prepared data")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="prepared folder (default: the one the run was trained on)")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")
     p.add_argument("prepared_dir")

@@ -105,11 +105,70 @@ class PipelineConfig:
 
 
 @dataclass
+class ModelConfig:
+    """Generator and discriminator of seed 000 ("Network Architecture", Fig. 1)."""
+
+    # Seed 000: 4 max-pooling layers; one convolution per level gives its "ten convolutional
+    # layers" (5 encoder + 4 decoder + the 1x1 classifier) and the discriminator's five.
+    depth: int = 4
+    convs_per_level: int = 1
+    base_filters: int = 32  # ours: the paper gives no width
+    kernel_size: int = 3
+    # Per-slice group normalisation (ours): statistics per example, so that results do not
+    # depend on how a batch is split across replicas; "none" switches it off.
+    norm: Literal["group", "none"] = "group"
+    # Seed 000: a bidirectional LSTM across the slices in the bottleneck. "convlstm" runs a
+    # ConvLSTM2D over the bottleneck maps (the authors' choice); "lstm" an LSTM over pooled vectors.
+    recurrent: Literal["convlstm", "lstm"] = "convlstm"
+    recurrent_units: int = 64
+    # Seed 000: "a couple of dense layers" map the pooled features to the disease class.
+    classifier_units: list[int] = field(default_factory=lambda: [64])
+    dropout: float = 0.0
+    discriminator_filters: int = 32
+    # Seed 000: pixel-level PatchGAN (N = 1); N > 1 judges N x N patches.
+    patch_size: int = 1
+
+
+@dataclass
+class LossConfig:
+    """Seed 000 Eq. 5: L = L_adv + L_H(w) + L_cls, one weight per term."""
+
+    adversarial_weight: float = 1.0
+    segmentation_weight: float = 1.0
+    classification_weight: float = 1.0
+    # Seed 000 Eq. 2 selective class weights; false gives the unweighted ablation (Table 1 row 2).
+    selective_weights: bool = True
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 120  # seed 000
+    learning_rate: float = 1e-4  # seed 000, RMSprop for both networks
+    discriminator_learning_rate: Optional[float] = None  # None: the same as the generator's
+    d_steps: int = 1  # discriminator updates per generator update
+    clipnorm: Optional[float] = None
+    steps_per_epoch: Optional[int] = None  # None: one pass over the training windows
+    early_stopping_patience: Optional[int] = 20  # epochs without a better validation Dice
+    max_minutes: Optional[float] = None  # stop after the epoch that passes this wall-clock budget
+    # "auto": on where a GPU is visible, off on CPU (where both are slower; see DESIGN notes).
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    jit_compile: Literal["auto", "on", "off"] = "auto"
+    # auto: MirroredStrategy over several GPUs, MultiWorkerMirroredStrategy when TF_CONFIG is set.
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    deterministic: bool = True  # tf.config.experimental.enable_op_determinism (not with XLA)
+    run_dir: str = "runs"
+    image_summaries: bool = True
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
 
     def validate(self, source: str | None = None) -> "Config":
@@ -155,6 +214,20 @@ def _validate(cfg: Config, source: str | None) -> None:
           "pipeline.image_size must be null or 2 entries >= 8")
     check(q.windows_per_patient is None or q.windows_per_patient >= 1, "pipeline.windows_per_patient must be >= 1 or null")
     check(q.patients_in_flight >= 1 and q.shuffle_buffer >= 1, "pipeline.patients_in_flight and shuffle_buffer must be >= 1")
+    m, t, lo = cfg.model, cfg.train, cfg.loss
+    check(1 <= m.depth <= 6 and m.convs_per_level >= 1, "model.depth must be in [1, 6] and model.convs_per_level >= 1")
+    check(m.base_filters >= 1 and m.recurrent_units >= 1 and m.discriminator_filters >= 1, "model filter counts must be >= 1")
+    check(m.kernel_size % 2 == 1, "model.kernel_size must be odd")
+    check(0 <= m.dropout < 1, "model.dropout must be in [0, 1)")
+    check(m.patch_size >= 1 and (m.patch_size & (m.patch_size - 1)) == 0, "model.patch_size must be a power of 2 (1 = pixel level)")
+    size = q.image_size or p.image_size
+    check(all(s % (2 ** m.depth) == 0 for s in size),
+          f"image size {list(size)} must be divisible by 2^model.depth = {2 ** m.depth}")
+    check(all(w >= 0 for w in (lo.adversarial_weight, lo.segmentation_weight, lo.classification_weight)),
+          "loss weights must be >= 0")
+    check(t.epochs >= 1 and t.learning_rate > 0 and t.d_steps >= 0, "train.epochs >= 1, learning_rate > 0, d_steps >= 0")
+    check(t.clipnorm is None or t.clipnorm > 0, "train.clipnorm must be > 0 or null")
+    check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")
 
 
 # ---------------------------------------------------------------- loading

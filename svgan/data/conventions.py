@@ -82,3 +82,10 @@ def disease_index(dataset: str, name: str | None, path: str | None = None) -> in
     if canonical not in classes:
         raise DataError(f"unknown disease class {name!r} (expected one of {list(classes)} or RV)", path)
     return classes.index(canonical)
+
+# Evaluation regions as sets of training classes: BraTS whole tumour, tumour core and
+# enhancing tumour; ACDC's three structures.
+REGIONS = {
+    "brats": {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)},
+    "acdc": {"LV": (3,), "RV": (1,), "MYO": (2,)},
+}

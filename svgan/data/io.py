@@ -131,7 +131,7 @@ def atomic_path(final_path: str | os.PathLike):
 
 
 def _suffix(name: str) -> str:
-    for suffix in (".nii.gz", ".nii", ".npz", ".json", ".yaml", ".cfg", ".csv"):
+    for suffix in (".nii.gz", ".nii", ".npz", ".json", ".yaml", ".cfg", ".csv", ".keras", ".png"):
         if name.endswith(suffix):
             return suffix
     return ".tmp"

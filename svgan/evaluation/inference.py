@@ -1,0 +1,67 @@
+"""Whole-patient inference with a generator: every slice, window by window.
+
+A prepared patient (image [P, Z, H, W, C]) is cut into the deterministic
+evaluation windows of the input pipeline (each slice exactly once), run through
+the generator a few windows at a time (so that memory does not grow with the
+number of slices), and reassembled into per-slice class probabilities
+[P, Z, H, W, K].
+
+Patient-level disease rule: the generator gives, per window, the mean of its
+slices' class probabilities; the patient's probabilities are the mean of its
+windows' probabilities weighted by the number of real (non-padding) slices in
+each window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._tf import import_tf
+from ..data.pipeline import extract_sequence, window_starts
+
+
+def make_predict_fn(generator):
+    """A compiled inference function (variable T and batch) for the generator."""
+    tf = import_tf()
+
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        out = generator(images, training=False)
+        return tf.nn.softmax(out["segmentation"]), tf.nn.softmax(out["disease"])
+
+    return predict
+
+
+def predict_patient(predict_fn, image: np.ndarray, sequence_length: int, batch_size: int = 2,
+                    model_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(class probabilities [P, Z, H, W, K], disease probabilities [M]) for one prepared patient."""
+    tf = import_tf()
+    n_phases, n_slices, h, w = image.shape[:4]
+    length = sequence_length // n_phases
+    sequences, indices = [], []
+    for start in window_starts(n_slices, length, training=False):
+        seq, _, slice_index, _ = extract_sequence(image, None, start, length)
+        sequences.append(seq)
+        indices.append(slice_index)
+    probs = None
+    disease_sum, weight_sum = 0.0, 0.0
+    for b in range(0, len(sequences), batch_size):
+        x = tf.constant(np.stack(sequences[b:b + batch_size]))
+        if model_size is not None and tuple(model_size) != (h, w):
+            x = tf.reshape(tf.image.resize(tf.reshape(x, (-1, h, w, x.shape[-1])), model_size), (x.shape[0], x.shape[1], *model_size, x.shape[-1]))
+        seg, disease = predict_fn(x)
+        if model_size is not None and tuple(model_size) != (h, w):
+            k = seg.shape[-1]
+            seg = tf.reshape(tf.image.resize(tf.reshape(seg, (-1, *model_size, k)), (h, w)), (seg.shape[0], seg.shape[1], h, w, k))
+        seg, disease = seg.numpy(), disease.numpy()
+        if probs is None:
+            probs = np.zeros((n_phases, n_slices, h, w, seg.shape[-1]), np.float32)
+        for i, slice_index in enumerate(indices[b:b + batch_size]):
+            valid = slice_index >= 0
+            for p in range(n_phases):
+                rows = np.arange(p * length, (p + 1) * length)[valid[p * length:(p + 1) * length]]
+                probs[p, slice_index[rows]] = seg[i, rows]
+            n_valid = float(valid.sum())
+            disease_sum = disease_sum + n_valid * disease[i]
+            weight_sum += n_valid
+    return probs, disease_sum / max(weight_sum, 1.0)

@@ -1,0 +1,101 @@
+"""Registered layers shared by the generator and the discriminator.
+
+They are registered with ``keras.saving.register_keras_serializable`` so that
+``.keras`` files load back with plain ``keras.models.load_model`` (a Lambda
+layer would not). Sequences are folded into the batch (``[B, T, H, W, C] ->
+[B*T, H, W, C]``) for the per-slice convolutions: it works for any T, where
+TimeDistributed around a multi-output encoder does not.
+"""
+
+from __future__ import annotations
+
+from .._tf import import_tf
+
+import_tf()  # before keras, which would import TensorFlow loudly
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+PACKAGE = "svgan"
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class FoldTime(keras.layers.Layer):
+    """[B, T, ...] -> [B*T, ...]."""
+
+    def call(self, x):
+        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class UnfoldTime(keras.layers.Layer):
+    """[B*T, ...] -> [B, T, ...], with T read from a reference sequence tensor."""
+
+    def call(self, x, reference):
+        steps = ops.shape(reference)[1]
+        return ops.reshape(x, (-1, steps) + tuple(x.shape[1:]))
+
+    def compute_output_shape(self, x_shape, reference_shape):
+        return (reference_shape[0], reference_shape[1]) + tuple(x_shape[1:])
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class ReverseTime(keras.layers.Layer):
+    """Slice order reversed: position i holds slice n-1-i."""
+
+    def call(self, x):
+        return ops.flip(x, axis=1)
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class BroadcastToMap(keras.layers.Layer):
+    """[B*T, F] vectors repeated over the spatial grid of a reference map [B*T, h, w, c]."""
+
+    def call(self, vectors, reference):
+        shape = ops.shape(reference)
+        return ops.broadcast_to(vectors[:, None, None, :], (shape[0], shape[1], shape[2], vectors.shape[-1]))
+
+    def compute_output_shape(self, vectors_shape, reference_shape):
+        return tuple(reference_shape[:3]) + (vectors_shape[-1],)
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class AggregateSlices(keras.layers.Layer):
+    """Patient logits from per-slice logits [B, T, M]: log of the mean slice probability.
+
+    softmax of the result is the average of the slices' class probabilities, the
+    slice-aggregated prediction that seed 000's Eq. 4 compares with the label.
+    """
+
+    def call(self, slice_logits):
+        probs = ops.softmax(ops.cast(slice_logits, "float32"), axis=-1)
+        return ops.log(ops.mean(probs, axis=1) + 1e-7)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+def conv_block(x, filters: int, convs: int, kernel_size: int, norm: str, activation: str, name: str):
+    """``convs`` x (3x3 convolution, optional group norm, activation)."""
+    for i in range(convs):
+        x = keras.layers.Conv2D(filters, kernel_size, padding="same", use_bias=norm == "none", name=f"{name}_conv{i}")(x)
+        if norm == "group":
+            x = keras.layers.GroupNormalization(groups=min(8, filters), name=f"{name}_norm{i}")(x)
+        if activation == "leaky_relu":
+            x = keras.layers.LeakyReLU(0.2, name=f"{name}_act{i}")(x)
+        else:
+            x = keras.layers.Activation(activation, name=f"{name}_act{i}")(x)
+    return x
+
+
+def bidirectional_recurrence(sequence, kind: str, units: int, name: str):
+    """Bidirectional recurrence across the slices of [B, T, h, w, c] maps; returns [B, T, h, w, 2*units] or [B, T, 2*units]."""
+    if kind == "convlstm":
+        cell = keras.layers.ConvLSTM2D(units, 3, padding="same", return_sequences=True, name=f"{name}_convlstm")
+        return keras.layers.Bidirectional(cell, merge_mode="concat", name=name)(sequence)
+    pooled = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name=f"{name}_pool")(sequence)
+    cell = keras.layers.LSTM(units, return_sequences=True, name=f"{name}_lstm")
+    return keras.layers.Bidirectional(cell, merge_mode="concat", name=name)(pooled)

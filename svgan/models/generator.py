@@ -1,0 +1,79 @@
+"""The generator of seed 000: a UNet per slice with a bidirectional LSTM across slices.
+
+Input: a sequence of T slices of one patient, [B, T, H, W, C]. Each slice goes
+through the same encoder (``depth`` max-poolings) and decoder with skip
+connections between encoder level i and the decoder level that mirrors it
+(seed 000's "layer i and n-1-i"). In the bottleneck a bidirectional recurrence
+runs across the T slices of the patient and its output is concatenated with the
+bottleneck maps that feed the decoder.
+
+Outputs:
+- ``segmentation``: per-slice logits [B, T, H, W, K];
+- ``disease``: patient logits [B, M], log of the mean over slices of per-slice class
+  probabilities (``AggregateSlices``), so that softmax(disease) is the
+  slice-aggregated prediction of Eq. 4.
+
+The per-slice class features join, for slice i, the pooled last decoder map and
+first encoder map (seed 000: "concatenated depth features from last decoder layer
+with skip connection of encoder part") with the pooled recurrent features of slice
+i and of slice n-1-i: the paper connects features "from n-1-i and i" before its
+dense layers; with a bidirectional recurrence, slice n-1-i's backward state has seen
+what slice i's forward state has not. The head pools before its dense layers, so
+its size does not depend on the image size.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from ..config import ModelConfig
+from .blocks import (AggregateSlices, BroadcastToMap, FoldTime, ReverseTime, UnfoldTime, bidirectional_recurrence,
+                     conv_block)
+
+
+def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int, num_classes: int,
+                    num_diseases: int, name: str = "generator") -> keras.Model:
+    h, w = image_size
+    images = keras.Input((None, h, w, channels), name="image")
+    x = FoldTime(name="fold")(images)
+
+    skips = []
+    for level in range(cfg.depth):
+        x = conv_block(x, cfg.base_filters * 2 ** level, cfg.convs_per_level, cfg.kernel_size, cfg.norm, "relu", f"enc{level}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    bottleneck = conv_block(x, cfg.base_filters * 2 ** cfg.depth, cfg.convs_per_level, cfg.kernel_size, cfg.norm,
+                            "relu", "bottleneck")
+
+    # Bidirectional recurrence across the slices of each patient sequence.
+    sequence = UnfoldTime(name="unfold_bottleneck")(bottleneck, images)
+    recurrent = bidirectional_recurrence(sequence, cfg.recurrent, cfg.recurrent_units, "slice_recurrence")
+    if cfg.recurrent == "convlstm":
+        recurrent_maps = FoldTime(name="fold_recurrent")(recurrent)
+        recurrent_vectors = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="recurrent_pool")(recurrent)
+    else:
+        recurrent_vectors = recurrent
+        recurrent_maps = BroadcastToMap(name="recurrent_broadcast")(FoldTime(name="fold_recurrent")(recurrent), bottleneck)
+    x = keras.layers.Concatenate(name="bottleneck_concat")([bottleneck, recurrent_maps])
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="bottleneck_dropout")(x)
+
+    for level in reversed(range(cfg.depth)):
+        x = keras.layers.UpSampling2D(2, name=f"up{level}")(x)
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = conv_block(x, cfg.base_filters * 2 ** level, cfg.convs_per_level, cfg.kernel_size, cfg.norm, "relu", f"dec{level}")
+    seg = keras.layers.Conv2D(num_classes, 1, name="seg_logits")(x)
+    seg = keras.layers.Activation("linear", dtype="float32", name="seg_float32")(seg)
+    segmentation = UnfoldTime(name="segmentation")(seg, images)
+
+    # Disease head: pooled per-slice features, slices i and n-1-i joined, a couple of dense layers.
+    pooled = [keras.layers.GlobalAveragePooling2D(name="pool_decoder")(x),
+              keras.layers.GlobalAveragePooling2D(name="pool_encoder")(skips[0])]
+    per_slice = [UnfoldTime(name=f"unfold_{p.name.split('/')[0]}_{i}")(p, images) for i, p in enumerate(pooled)]
+    features = keras.layers.Concatenate(name="slice_features")(
+        per_slice + [recurrent_vectors, ReverseTime(name="mirror_slices")(recurrent_vectors)])
+    for i, units in enumerate(cfg.classifier_units):
+        features = keras.layers.Dense(units, activation="relu", name=f"cls_dense{i}")(features)
+    slice_logits = keras.layers.Dense(num_diseases, name="cls_slice_logits")(features)
+    disease = AggregateSlices(name="disease", dtype="float32")(slice_logits)
+    return keras.Model(images, {"segmentation": segmentation, "disease": disease}, name=name)

@@ -1,0 +1,340 @@
+"""The training loop: epochs of GAN steps, validation, checkpoints and logs in a run folder.
+
+A run folder holds everything needed to resume, evaluate and predict:
+
+    config.yaml          the resolved configuration
+    manifest.json        a copy of the prepared data's manifest (splits, class counts, geometry)
+    checkpoints/         tf.train.CheckpointManager: G, D, both optimizers, epoch, step, early-stopping state
+    generator.keras      the best generator on the validation Dice (loads with keras.models.load_model)
+    history.csv          one row per epoch: mean losses, validation scores, seconds
+    curves.png           the training curves
+    logs/                TensorBoard scalars and image summaries
+
+Exact resume: every epoch's input pipeline is seeded by (seed, epoch), so a
+checkpoint's epoch and step say exactly which batches come next; ops are
+deterministic (``train.deterministic``), so a resumed run retraces the same
+weights. A non-finite loss stops the run before anything is saved; Ctrl-C
+saves a checkpoint at the current step and stops.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+
+from .._tf import import_tf
+from ..config import Config, load_config
+from ..data.io import atomic_path
+from ..data.manifest import MANIFEST_NAME, Manifest, load_manifest
+from ..data.pipeline import make_dataset
+from ..errors import SvganError
+from ..evaluation.inference import make_predict_fn
+from ..evaluation.prepared_report import evaluate_prepared
+from ..losses import selective_class_weights
+from ..models.discriminator import build_discriminator
+from ..models.generator import build_generator
+from . import runtime as runtime_module
+from .gan_step import LOSS_NAMES, GANStep
+
+CONFIG_NAME = "config.yaml"
+GENERATOR_NAME = "generator.keras"
+MONITOR = "dice_mean"  # validation metric for early stopping and the best model
+
+
+class TrainingError(SvganError):
+    """Training cannot go on (non-finite loss, empty split)."""
+
+
+class TrainingInterrupted(SvganError):
+    """Ctrl-C: a checkpoint was saved; the run can be resumed."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(seed) * 1_000_003 + int(epoch)
+
+
+def class_weights(manifest: Manifest, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 2 weights for segmentation classes (voxels) and diseases (patients) of the training split."""
+    n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
+    if not cfg.loss.selective_weights:
+        return np.ones(n_classes, np.float32), np.ones(n_diseases, np.float32)
+    seg = selective_class_weights(manifest.class_voxel_counts("train"))
+    counts = manifest.disease_patient_counts("train")
+    disease = selective_class_weights(counts) if counts.sum() > 0 else np.ones(n_diseases, np.float32)
+    return seg, disease
+
+
+def model_size(manifest: Manifest, cfg: Config) -> tuple[int, int]:
+    if cfg.pipeline.image_size:
+        return tuple(cfg.pipeline.image_size)
+    first = next(iter(manifest.patients.values()))
+    return tuple(first["crop"]["output_shape"][:2])
+
+
+class Trainer:
+    def __init__(self, cfg: Config, manifest: Manifest, run_dir: str):
+        tf = import_tf()
+        self.cfg, self.manifest, self.run_dir = cfg, manifest, run_dir
+        if not manifest.split_ids("train"):
+            raise TrainingError("the training split is empty", manifest.root)
+        self.runtime = runtime_module.configure(cfg.train, cfg.seed)
+        size = model_size(manifest, cfg)
+        channels = len(manifest.data["modalities"])
+        n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
+        with self.runtime.strategy.scope():
+            self.G = build_generator(cfg.model, size, channels, n_classes, n_diseases)
+            self.D = build_discriminator(cfg.model, size, channels, n_classes)
+        self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
+        self.gan = GANStep(cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime)
+        self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, name="step_in_epoch")
+        self.best = tf.Variable(-math.inf, dtype=tf.float64, name="best_validation")
+        self.bad_epochs = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
+        self.checkpoint = tf.train.Checkpoint(generator=self.G, discriminator=self.D, g_opt=self.gan.g_opt,
+                                              d_opt=self.gan.d_opt, epoch=self.epoch, step=self.step_in_epoch,
+                                              best=self.best, bad_epochs=self.bad_epochs)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
+        self.predict_fn = make_predict_fn(self.G)
+
+    # ---------------------------------------------------------------- set-up
+
+    def restore(self) -> bool:
+        """Restore the latest checkpoint of the run folder, if any."""
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            return True
+        return False
+
+    def _dataset(self, epoch: int, skip: int):
+        tf = import_tf()
+        ds = make_dataset(self.manifest, "train", self.cfg, training=True, seed=epoch_seed(self.cfg.seed, epoch))
+        ds = ds.map(lambda b: {"image": b["image"], "label": b["label"], "disease": b["disease"]})
+        if self.cfg.train.steps_per_epoch:
+            ds = ds.repeat().take(self.cfg.train.steps_per_epoch)
+        if skip:
+            ds = ds.skip(skip)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return self.runtime.strategy.experimental_distribute_dataset(ds.with_options(options))
+
+    # ---------------------------------------------------------------- one epoch
+
+    def train_epoch(self, progress=None, on_step=None) -> dict:
+        """Train from the current (epoch, step) to the end of the epoch; returns mean losses."""
+        epoch, skip = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
+        sums = {k: 0.0 for k in LOSS_NAMES}
+        count = 0
+        try:
+            for batch in self._dataset(epoch, skip):
+                losses = {k: float(v.numpy()) for k, v in self.gan.step(batch).items()}
+                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+                if bad:
+                    raise TrainingError(
+                        f"non-finite loss at epoch {epoch + 1}, step {int(self.step_in_epoch.numpy()) + 1}: "
+                        + ", ".join(f"{k}={v}" for k, v in bad.items())
+                        + "; the last checkpoint (end of the previous epoch) is intact", self.run_dir)
+                self.step_in_epoch.assign_add(1)
+                count += 1
+                for k in sums:
+                    sums[k] += losses[k]
+                if progress:
+                    progress(count, losses)
+                if on_step:
+                    on_step(losses)
+        except KeyboardInterrupt:
+            path = self.manager.save()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {epoch + 1}, step {int(self.step_in_epoch.numpy())}; checkpoint {path}; "
+                f"resume with: svgan train --resume {self.run_dir}") from None
+        if count == 0:
+            raise TrainingError("the training pipeline produced no batch (fewer windows than the batch size?)", self.run_dir)
+        return {k: v / count for k, v in sums.items()}
+
+    def end_epoch(self, validation: dict | None) -> bool:
+        """Book-keeping after an epoch: best model, early stopping state, checkpoint. Returns 'improved'."""
+        improved = False
+        score = None if validation is None else validation.get(MONITOR)
+        if score is None or score > float(self.best.numpy()):
+            improved = True
+            if score is not None:
+                self.best.assign(score)
+            self.bad_epochs.assign(0)
+            self.save_generator()
+        else:
+            self.bad_epochs.assign_add(1)
+        self.epoch.assign_add(1)
+        self.step_in_epoch.assign(0)
+        self.manager.save()
+        return improved
+
+    def save_generator(self, path: str | None = None) -> str:
+        path = path or os.path.join(self.run_dir, GENERATOR_NAME)
+        with atomic_path(path) as tmp:
+            self.G.save(tmp)
+        return path
+
+
+# ---------------------------------------------------------------- the whole run
+
+def new_run_dir(cfg: Config, root: str | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(root or cfg.train.run_dir, f"{cfg.data.dataset}-{stamp}")
+    path, i = base, 1
+    while os.path.exists(path):
+        i += 1
+        path = f"{base}-{i}"
+    return path
+
+
+def _write_history(path: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _read_history(path: str) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def plot_curves(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for k in LOSS_NAMES:
+        axes[0].plot(epochs, [r[k] for r in rows], label=k)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_title("training losses")
+    axes[0].legend()
+    for k in sorted(rows[-1]):
+        if k.startswith("val_dice") or k == "val_accuracy":
+            axes[1].plot(epochs, [r.get(k, float("nan")) for r in rows], label=k[4:])
+    axes[1].set_xlabel("epoch")
+    axes[1].set_title("validation")
+    axes[1].set_ylim(0, 1)
+    axes[1].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def _image_summary(trainer: Trainer, step: int) -> None:
+    """Input, ground truth and prediction of the middle slice of the first validation patient."""
+    tf = import_tf()
+    from ..data.prepare import load_prepared
+    from ..evaluation.inference import predict_patient
+
+    ids = trainer.manifest.split_ids("validation") or trainer.manifest.split_ids("train")
+    image, label = load_prepared(trainer.manifest.patient_file(ids[0]))
+    probs, _ = predict_patient(trainer.predict_fn, image, trainer.cfg.pipeline.sequence_length, 1, trainer.cfg.pipeline.image_size)
+    z = image.shape[1] // 2
+    k = max(1, len(trainer.manifest.class_names) - 1)
+    scan = image[0, z, :, :, :1]
+    scan = (scan - scan.min()) / max(float(scan.max() - scan.min()), 1e-6)
+    panels = np.concatenate([scan, label[0, z][..., None] / k, probs[0, z].argmax(-1)[..., None] / k], axis=1)
+    tf.summary.image("validation/input_truth_prediction", panels[None].astype(np.float32), step=step)
+
+
+def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bool = False, verbose: bool = True) -> dict:
+    """Train (or resume) a run; returns the final summary (also in RUN/summary.json)."""
+    tf = import_tf()
+    import keras
+
+    manifest = load_manifest(prepared_dir)
+    if manifest.dataset != cfg.data.dataset:
+        raise SvganError(f"prepared for {manifest.dataset} but the config says data.dataset={cfg.data.dataset}", prepared_dir)
+    run_dir = run_dir or new_run_dir(cfg)
+    os.makedirs(run_dir, exist_ok=True)
+    cfg.data.prepared_dir = os.path.abspath(prepared_dir)
+    if not resume:
+        cfg.save(os.path.join(run_dir, CONFIG_NAME))
+        shutil.copyfile(os.path.join(prepared_dir, MANIFEST_NAME), os.path.join(run_dir, MANIFEST_NAME))
+    trainer = Trainer(cfg, manifest, run_dir)
+    if resume and not trainer.restore():
+        raise SvganError("no checkpoint to resume from", os.path.join(run_dir, "checkpoints"))
+    history_path = os.path.join(run_dir, "history.csv")
+    start_epoch = int(trainer.epoch.numpy())
+    rows = [r for r in _read_history(history_path) if r["epoch"] <= start_epoch] if resume else []
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
+    has_validation = bool(manifest.split_ids("validation"))
+    started = time.time()
+    if verbose:
+        r = trainer.runtime
+        print(f"Training {cfg.data.dataset} from epoch {start_epoch + 1} to {cfg.train.epochs} in {run_dir} "
+              f"({r.replicas} replica(s), {'mixed_float16' if r.mixed_precision else 'float32'}, "
+              f"{'XLA' if r.jit_compile else 'tf.function'}; class weights {np.round(trainer.seg_weights, 2).tolist()})", flush=True)
+    summary = {}
+    for epoch in range(start_epoch, cfg.train.epochs):
+        epoch_start = time.time()
+        bar = keras.utils.Progbar(cfg.train.steps_per_epoch, stateful_metrics=list(LOSS_NAMES), verbose=1 if verbose else 0)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{cfg.train.epochs}", flush=True)
+
+        def on_step(losses):
+            with writer.as_default(step=int(trainer.gan.g_opt.iterations.numpy())):
+                for k, v in losses.items():
+                    tf.summary.scalar(f"train/{k}", v)
+
+        means = trainer.train_epoch(progress=lambda n, losses: bar.update(n, list(losses.items())), on_step=on_step)
+        validation = evaluate_prepared(trainer.G, manifest, "validation", cfg, trainer.predict_fn) if has_validation else None
+        improved = trainer.end_epoch(validation)
+        row = {"epoch": epoch + 1, **means, "seconds": time.time() - epoch_start}
+        if validation:
+            row.update({f"val_{k}": v for k, v in validation.items() if k != "patients"})
+        rows.append(row)
+        _write_history(history_path, rows)
+        plot_curves(rows, os.path.join(run_dir, "curves.png"))
+        with writer.as_default(step=epoch + 1):
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, float) and math.isfinite(v):
+                    tf.summary.scalar(f"epoch/{k}", v)
+            if cfg.train.image_summaries:
+                _image_summary(trainer, epoch + 1)
+        writer.flush()
+        if verbose:
+            val = "" if not validation else f" validation Dice {validation[MONITOR]:.3f}" + (" (best)" if improved else "")
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {means[k]:.4f}" for k in LOSS_NAMES) + val, flush=True)
+        patience = cfg.train.early_stopping_patience
+        if patience is not None and has_validation and int(trainer.bad_epochs.numpy()) >= patience:
+            summary["stopped"] = f"early stopping after {patience} epochs without a better validation Dice"
+            break
+        if cfg.train.max_minutes is not None and (time.time() - started) / 60 >= cfg.train.max_minutes:
+            summary["stopped"] = f"time budget of {cfg.train.max_minutes} minutes reached"
+            break
+    summary.update({"run_dir": run_dir, "epochs_done": int(trainer.epoch.numpy()),
+                    "best_validation_dice": None if not has_validation else float(trainer.best.numpy()),
+                    "minutes": (time.time() - started) / 60, "history": history_path})
+    with atomic_path(os.path.join(run_dir, "summary.json")) as tmp, open(tmp, "w") as f:
+        json.dump(summary, f, indent=1)
+    if verbose and summary.get("stopped"):
+        print(summary["stopped"])
+    return summary
+
+
+def load_run(run_dir: str, prepared_dir: str | None = None) -> tuple[Config, Manifest]:
+    """The resolved config of a run folder and its manifest copy, whose patient files live in
+    the prepared folder the run was trained on (or ``prepared_dir``)."""
+    if not os.path.isfile(os.path.join(run_dir, CONFIG_NAME)):
+        raise SvganError("not a run folder (no config.yaml)", run_dir)
+    cfg = load_config(os.path.join(run_dir, CONFIG_NAME))
+    copy = load_manifest(run_dir)
+    return cfg, Manifest(prepared_dir or cfg.data.prepared_dir, copy.data)

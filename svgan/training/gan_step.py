@@ -1,0 +1,98 @@
+"""One training step of seed 000: update D on real vs generated, then G on Eq. 5.
+
+Real pairs are (image sequence, one-hot ground truth); generated pairs are
+(image sequence, the generator's class probabilities). The generator's loss is
+the non-saturating adversarial term plus the selective-weighted cross-entropy
+(Eq. 3) plus the selective-weighted L1 on the slice-aggregated disease
+probabilities (Eq. 4), each with its weight from ``LossConfig``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._tf import import_tf
+from ..config import Config
+from ..losses import (discriminator_loss, generator_adversarial_loss, total_generator_loss,
+                      weighted_categorical_crossentropy, weighted_l1_classification)
+
+LOSS_NAMES = ("d_loss", "g_loss", "adversarial", "segmentation", "classification")
+
+
+class GANStep:
+    """Holds G, D, their RMSprop optimizers and the class weights; ``step(batch)`` trains once."""
+
+    def __init__(self, cfg: Config, generator, discriminator, seg_weights, disease_weights, runtime):
+        tf = import_tf()
+        import keras
+
+        self.cfg, self.G, self.D, self.runtime = cfg, generator, discriminator, runtime
+        self.num_classes = int(generator.get_layer("seg_logits").filters)
+        t = cfg.train
+        with runtime.strategy.scope():
+            self.g_opt = keras.optimizers.RMSprop(t.learning_rate, global_clipnorm=t.clipnorm)
+            self.d_opt = keras.optimizers.RMSprop(t.discriminator_learning_rate or t.learning_rate, global_clipnorm=t.clipnorm)
+            if runtime.mixed_precision:
+                self.g_opt = keras.optimizers.LossScaleOptimizer(self.g_opt)
+                self.d_opt = keras.optimizers.LossScaleOptimizer(self.d_opt)
+            # Built now so that a checkpoint restores their slots before the first step.
+            self.g_opt.build(self.G.trainable_variables)
+            self.d_opt.build(self.D.trainable_variables)
+        self.seg_weights = tf.constant(np.asarray(seg_weights, np.float32))
+        self.disease_weights = tf.constant(np.asarray(disease_weights, np.float32))
+        lc = cfg.loss
+        self.loss_weights = (lc.adversarial_weight, lc.segmentation_weight, lc.classification_weight)
+        self._compiled = tf.function(self._replica_step, jit_compile=runtime.jit_compile, reduce_retracing=True)
+
+    # ---------------------------------------------------------------- losses
+
+    def discriminator_losses(self, batch, training: bool = True):
+        tf = import_tf()
+        out = self.G(batch["image"], training=training)
+        fake = tf.stop_gradient(tf.nn.softmax(out["segmentation"]))
+        real = tf.one_hot(batch["label"], self.num_classes, dtype=fake.dtype)
+        real_logits = self.D([batch["image"], real], training=training)
+        fake_logits = self.D([batch["image"], fake], training=training)
+        return discriminator_loss(real_logits, fake_logits)
+
+    def generator_losses(self, batch, training: bool = True) -> dict:
+        tf = import_tf()
+        out = self.G(batch["image"], training=training)
+        fake = tf.nn.softmax(out["segmentation"])
+        adversarial = generator_adversarial_loss(self.D([batch["image"], fake], training=training))
+        segmentation = weighted_categorical_crossentropy(batch["label"], out["segmentation"], self.seg_weights)
+        classification = weighted_l1_classification(batch["disease"], out["disease"], self.disease_weights)
+        total = total_generator_loss(adversarial, segmentation, classification, self.loss_weights)
+        return {"g_loss": total, "adversarial": adversarial, "segmentation": segmentation, "classification": classification}
+
+    # ---------------------------------------------------------------- updates
+
+    def _scaled(self, loss, optimizer):
+        # Inside the tape: local means divided by the replica count (the optimizer sums
+        # gradients over replicas), and loss scaling for float16.
+        scaled = loss / self.runtime.replicas
+        return optimizer.scale_loss(scaled) if self.runtime.mixed_precision else scaled
+
+    def _replica_step(self, batch):
+        tf = import_tf()
+        d_loss = tf.constant(0.0)
+        for _ in range(self.cfg.train.d_steps):
+            with tf.GradientTape() as tape:
+                d_loss = self.discriminator_losses(batch)
+                scaled = self._scaled(d_loss, self.d_opt)
+            grads = tape.gradient(scaled, self.D.trainable_variables)
+            self.d_opt.apply_gradients(zip(grads, self.D.trainable_variables))
+        with tf.GradientTape() as tape:
+            losses = self.generator_losses(batch)
+            scaled = self._scaled(losses["g_loss"], self.g_opt)
+        grads = tape.gradient(scaled, self.G.trainable_variables)
+        self.g_opt.apply_gradients(zip(grads, self.G.trainable_variables))
+        losses["d_loss"] = d_loss
+        return {k: v / self.runtime.replicas for k, v in losses.items()}
+
+    def step(self, batch) -> dict:
+        """One distributed step on a (distributed) batch; returns the global mean of each loss."""
+        tf = import_tf()
+        strategy = self.runtime.strategy
+        per_replica = strategy.run(self._compiled, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
