@@ -8,7 +8,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from svgan._tf import import_tf
 from svgan.config import load_config
+
+# Two logical CPU devices stand in for two GPUs in the tf.distribute tests. This must
+# happen before TensorFlow initialises its devices, i.e. before any test runs an op.
+_tf = import_tf()
+_cpus = _tf.config.list_physical_devices("CPU")
+_tf.config.set_logical_device_configuration(_cpus[0], [_tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -26,6 +33,11 @@ def write_nifti(path, array, affine=None, zooms=None):
     return path
 
 
+# A model small enough that a training step takes a few hundredths of a second on CPU.
+TINY_MODEL = ["model.base_filters=4", "model.recurrent_units=4", "model.discriminator_filters=4",
+              "model.classifier_units=[8]", "train.image_summaries=false"]
+
+
 def tiny_config(dataset: str, **prepare):
     """Fast settings for tests: no N4, small in-plane size."""
     overrides = [f"data.dataset={dataset}", "prepare.n4_bias_correction=false"]
@@ -34,7 +46,7 @@ def tiny_config(dataset: str, **prepare):
     else:
         overrides += ["prepare.image_size=[48, 48]", "prepare.crop=center", "pipeline.sequence_length=8",
                       "prepare.target_spacing=[2.0, 2.0, null]"]
-    overrides += [f"prepare.{k}={v}" for k, v in prepare.items()]
+    overrides += [f"prepare.{k}={v}" for k, v in prepare.items()] + TINY_MODEL
     return load_config(None, overrides)
 
 

@@ -123,6 +123,18 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return self.runtime.strategy.experimental_distribute_dataset(ds.with_options(options))
 
+    def steps_per_epoch(self) -> int:
+        """Batches in one training epoch (windows of every training patient, whole batches only)."""
+        if self.cfg.train.steps_per_epoch:
+            return self.cfg.train.steps_per_epoch
+        pipe = self.cfg.pipeline
+        windows = 0
+        for pid in self.manifest.split_ids("train"):
+            p = self.manifest.patients[pid]
+            length = pipe.sequence_length // len(p["phases"])
+            windows += pipe.windows_per_patient or max(1, math.ceil(p["num_slices"] / length))
+        return windows // pipe.batch_size
+
     # ---------------------------------------------------------------- one epoch
 
     def train_epoch(self, progress=None, on_step=None) -> dict:
@@ -285,7 +297,7 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
     summary = {}
     for epoch in range(start_epoch, cfg.train.epochs):
         epoch_start = time.time()
-        bar = keras.utils.Progbar(cfg.train.steps_per_epoch, stateful_metrics=list(LOSS_NAMES), verbose=1 if verbose else 0)
+        bar = keras.utils.Progbar(trainer.steps_per_epoch(), stateful_metrics=list(LOSS_NAMES), verbose=1 if verbose else 0)
         if verbose:
             print(f"Epoch {epoch + 1}/{cfg.train.epochs}", flush=True)
 
