@@ -27,15 +27,20 @@ $(DEMO)/raw/acdc/.complete: | $(STAMP)
 	touch $@
 
 # prepare skips patients that are already prepared, so this is quick the second time.
+# Training runs once (about 5 minutes on 2 CPU cores); `make clean-demo` starts over.
 demo: $(STAMP) $(DEMO)/raw/brats/.complete $(DEMO)/raw/acdc/.complete
 	$(SVGAN) prepare brats $(DEMO)/raw/brats $(DEMO)/prepared/brats --config configs/demo_brats.yaml --workers 2 --summary
 	$(SVGAN) prepare acdc $(DEMO)/raw/acdc $(DEMO)/prepared/acdc --config configs/demo_acdc.yaml --workers 2 --summary
+	test -f $(DEMO)/runs/brats/generator.keras || $(SVGAN) train --config configs/demo_brats.yaml --data $(DEMO)/prepared/brats --run-dir $(DEMO)/runs/brats
+	$(SVGAN) evaluate $(DEMO)/runs/brats --split test
+	@echo "Demo run folder: $(DEMO)/runs/brats (TensorBoard logs in $(DEMO)/runs/brats/logs)"
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py
+	$(PY) benchmarks/model_speed.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -138,6 +138,14 @@ class LossConfig:
     classification_weight: float = 1.0
     # Seed 000 Eq. 2 selective class weights; false gives the unweighted ablation (Table 1 row 2).
     selective_weights: bool = True
+    # Seed 000 classifies from all slices of a patient; a window of T slices with no labelled
+    # structure (a tumour-free part of the brain) carries no evidence of the grade, so by default
+    # such windows do not enter Eq. 4 (ours; false classifies every window).
+    classify_labelled_windows_only: bool = True
+    # Seed 000 Eq. 4 is a weighted L1 on the slice-aggregated probabilities; "crossentropy" uses
+    # -w_y log p_y on the same probabilities instead (ours, for comparison: the L1 has no gradient
+    # left once the softmax saturates).
+    classification_loss: Literal["l1", "crossentropy"] = "l1"
 
 
 @dataclass
@@ -262,6 +270,12 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}", source)
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as a string; accept what Python reads as a number.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}", source)
         return float(value)

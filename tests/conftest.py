@@ -38,15 +38,15 @@ TINY_MODEL = ["model.base_filters=4", "model.recurrent_units=4", "model.discrimi
               "model.classifier_units=[8]", "train.image_summaries=false"]
 
 
-def tiny_config(dataset: str, **prepare):
-    """Fast settings for tests: no N4, small in-plane size."""
+def tiny_config(dataset: str, *more_overrides: str, **prepare):
+    """Fast settings for tests: no N4, small in-plane size, a tiny model; then ``more_overrides``."""
     overrides = [f"data.dataset={dataset}", "prepare.n4_bias_correction=false"]
     if dataset == "brats":
         overrides += ["prepare.image_size=[48, 48]", "pipeline.sequence_length=4"]
     else:
         overrides += ["prepare.image_size=[48, 48]", "prepare.crop=center", "pipeline.sequence_length=8",
                       "prepare.target_spacing=[2.0, 2.0, null]"]
-    overrides += [f"prepare.{k}={v}" for k, v in prepare.items()] + TINY_MODEL
+    overrides += [f"prepare.{k}={v}" for k, v in prepare.items()] + TINY_MODEL + list(more_overrides)
     return load_config(None, overrides)
 
 

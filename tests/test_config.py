@@ -25,8 +25,9 @@ def test_shipped_configs_load(path):
 def test_set_overrides_yaml_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("pipeline:\n  batch_size: 4\n")
-    cfg = load_config(path, ["pipeline.batch_size=8", "augment.scale_range=[0.8, 1.2]"])
+    cfg = load_config(path, ["pipeline.batch_size=8", "augment.scale_range=[0.8, 1.2]", "train.learning_rate=1e-3"])
     assert cfg.pipeline.batch_size == 8
+    assert cfg.train.learning_rate == 0.001  # YAML reads 1e-3 as a string; we read it as a number
     assert cfg.augment.scale_range == [0.8, 1.2]
 
 

@@ -8,7 +8,7 @@ import pytest
 from svgan.losses import (DiscriminatorLoss, GeneratorAdversarialLoss, WeightedCategoricalCrossentropy,
                           WeightedL1Classification, discriminator_loss, generator_adversarial_loss,
                           selective_class_weights, total_generator_loss, weighted_categorical_crossentropy,
-                          weighted_l1_classification)
+                          weighted_crossentropy_classification, weighted_l1_classification)
 
 
 def test_selective_weights_on_a_known_frequency_table():
@@ -50,9 +50,17 @@ def test_weighted_l1_by_hand_and_unknown_labels_ignored():
     probs = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
     logits = np.log(probs).astype(np.float32)
     # Patient 1 (class 0): 1 * |1 - 0.7| + 2 * |0 - 0.3| = 0.9; patient 2 (class 1): 1 * 0.2 + 2 * 0.2 = 0.6;
-    # patient 3 unknown (-1): ignored. Mean over known patients = 0.75.
+    # patient 3 unknown (-1): contributes 0. Mean over the batch = (0.9 + 0.6 + 0) / 3 = 0.5.
     value = weighted_l1_classification(np.array([0, 1, -1]), logits, [1.0, 2.0])
-    assert float(value) == pytest.approx(0.75, rel=1e-5)
+    assert float(value) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_weighted_crossentropy_classification_by_hand():
+    logits = np.log(np.array([[0.7, 0.3], [0.2, 0.8]])).astype(np.float32)
+    # -1 * log 0.7 for class 0 (w = 1), -2 * log 0.8 for class 1 (w = 2), mean over the 2 patients.
+    expected = (-math.log(0.7) - 2 * math.log(0.8)) / 2
+    value = weighted_crossentropy_classification(np.array([0, 1]), logits, [1.0, 2.0])
+    assert float(value) == pytest.approx(expected, rel=1e-5)
 
 
 def _bce(x, z):

@@ -8,8 +8,10 @@ number of slices), and reassembled into per-slice class probabilities
 
 Patient-level disease rule: the generator gives, per window, the mean of its
 slices' class probabilities; the patient's probabilities are the mean of its
-windows' probabilities weighted by the number of real (non-padding) slices in
-each window.
+windows' probabilities weighted by the number of voxels the window predicts as
+non-background, so that windows showing the lesion (or the heart) decide and
+windows of healthy tissue, which carry no evidence of the class, do not. Where no
+window predicts any foreground, windows count by their number of real slices.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def predict_patient(predict_fn, image: np.ndarray, sequence_length: int, batch_s
         sequences.append(seq)
         indices.append(slice_index)
     probs = None
-    disease_sum, weight_sum = 0.0, 0.0
+    window_probs, fg_weights, slice_weights = [], [], []
     for b in range(0, len(sequences), batch_size):
         x = tf.constant(np.stack(sequences[b:b + batch_size]))
         if model_size is not None and tuple(model_size) != (h, w):
@@ -61,7 +63,8 @@ def predict_patient(predict_fn, image: np.ndarray, sequence_length: int, batch_s
             for p in range(n_phases):
                 rows = np.arange(p * length, (p + 1) * length)[valid[p * length:(p + 1) * length]]
                 probs[p, slice_index[rows]] = seg[i, rows]
-            n_valid = float(valid.sum())
-            disease_sum = disease_sum + n_valid * disease[i]
-            weight_sum += n_valid
-    return probs, disease_sum / max(weight_sum, 1.0)
+            window_probs.append(disease[i])
+            fg_weights.append(float(np.sum(seg[i, valid].argmax(-1) > 0)))
+            slice_weights.append(float(valid.sum()))
+    weights = np.asarray(fg_weights if sum(fg_weights) > 0 else slice_weights)
+    return probs, (weights[:, None] * np.asarray(window_probs)).sum(0) / weights.sum()

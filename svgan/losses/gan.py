@@ -66,7 +66,9 @@ def weighted_l1_classification(disease, disease_logits, class_weights, valid=Non
     [B, M] whose softmax is the mean over the patient's slices of the per-slice
     class probabilities (the sum over i in Eq. 4, normalised). The absolute
     difference of each class is weighted by that class's w_c (Eq. 2, on patient
-    counts), summed over classes and averaged over the patients with a known class.
+    counts) and summed over classes. Examples of unknown class contribute 0 and the
+    mean is over all examples of the batch, so that the value does not depend on how
+    a batch is split across replicas.
     """
     disease = ops.cast(disease, "int32")
     known = ops.cast(disease >= 0, "float32")
@@ -74,7 +76,21 @@ def weighted_l1_classification(disease, disease_logits, class_weights, valid=Non
     target = ops.one_hot(ops.maximum(disease, 0), ops.shape(probs)[-1], dtype="float32")
     weights = ops.convert_to_tensor(class_weights, "float32")
     per_patient = ops.sum(weights * ops.abs(target - probs), axis=-1) * known
-    return ops.sum(per_patient) / ops.maximum(ops.sum(known), 1.0)
+    return ops.mean(per_patient)
+
+
+def weighted_crossentropy_classification(disease, disease_logits, class_weights):
+    """Alternative to Eq. 4 (ours): -w_y log p_y on the slice-aggregated probabilities.
+
+    Same inputs and the same treatment of unknown classes (-1) as ``weighted_l1_classification``.
+    """
+    disease = ops.cast(disease, "int32")
+    known = ops.cast(disease >= 0, "float32")
+    log_probs = ops.log_softmax(ops.cast(disease_logits, "float32"), axis=-1)
+    target = ops.one_hot(ops.maximum(disease, 0), ops.shape(log_probs)[-1], dtype="float32")
+    weights = ops.take(ops.convert_to_tensor(class_weights, "float32"), ops.maximum(disease, 0))
+    per_patient = -ops.sum(target * log_probs, axis=-1) * weights * known
+    return ops.mean(per_patient)
 
 
 def total_generator_loss(adversarial, segmentation, classification, weights=(1.0, 1.0, 1.0)):

@@ -63,6 +63,26 @@ class BroadcastToMap(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
+class BoundLogits(keras.layers.Layer):
+    """limit * tanh(x / limit): logits stay within +-limit, so softmax never reaches exactly 0 or 1.
+
+    Eq. 4's L1 on probabilities has gradient p(1 - p) through the softmax, which is exactly 0
+    once float32 saturates; RMSprop drives a majority-class bias there within a few hundred
+    steps, after which the classifier can never learn. Bounded logits keep a gradient.
+    """
+
+    def __init__(self, limit: float = 6.0, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = float(limit)
+
+    def call(self, x):
+        return self.limit * ops.tanh(x / self.limit)
+
+    def get_config(self):
+        return {**super().get_config(), "limit": self.limit}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
 class AggregateSlices(keras.layers.Layer):
     """Patient logits from per-slice logits [B, T, M]: log of the mean slice probability.
 

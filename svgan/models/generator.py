@@ -13,10 +13,10 @@ Outputs:
   probabilities (``AggregateSlices``), so that softmax(disease) is the
   slice-aggregated prediction of Eq. 4.
 
-The per-slice class features join, for slice i, the pooled last decoder map and
-first encoder map (seed 000: "concatenated depth features from last decoder layer
-with skip connection of encoder part") with the pooled recurrent features of slice
-i and of slice n-1-i: the paper connects features "from n-1-i and i" before its
+The per-slice class features join, for slice i, the pooled last decoder map, the
+average and peak class probabilities and the pooled first encoder map (seed 000:
+"concatenated depth features from last decoder layer with skip connection of
+encoder part") with the pooled recurrent features of slice i and of slice n-1-i: the paper connects features "from n-1-i and i" before its
 dense layers; with a bidirectional recurrence, slice n-1-i's backward state has seen
 what slice i's forward state has not. The head pools before its dense layers, so
 its size does not depend on the image size.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import keras
 
 from ..config import ModelConfig
-from .blocks import (AggregateSlices, BroadcastToMap, FoldTime, ReverseTime, UnfoldTime, bidirectional_recurrence,
+from .blocks import (AggregateSlices, BoundLogits, BroadcastToMap, FoldTime, ReverseTime, UnfoldTime, bidirectional_recurrence,
                      conv_block)
 
 
@@ -67,13 +67,24 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
     segmentation = UnfoldTime(name="segmentation")(seg, images)
 
     # Disease head: pooled per-slice features, slices i and n-1-i joined, a couple of dense layers.
+    # The pooled class probabilities (the share of each predicted label in the slice) carry the
+    # tumour composition that tells HGG from LGG, or the cavity sizes that tell ACDC groups apart.
+    seg_probs = keras.layers.Softmax(name="seg_probs")(seg)
+    # Their maximum says whether a label is present at all (a small enhancing rim hardly moves an
+    # average over the slice, but its peak probability is near 1).
     pooled = [keras.layers.GlobalAveragePooling2D(name="pool_decoder")(x),
-              keras.layers.GlobalAveragePooling2D(name="pool_encoder")(skips[0])]
+              keras.layers.GlobalAveragePooling2D(name="pool_encoder")(skips[0]),
+              keras.layers.GlobalAveragePooling2D(name="pool_classes")(seg_probs),
+              keras.layers.GlobalMaxPooling2D(name="peak_classes")(seg_probs)]
     per_slice = [UnfoldTime(name=f"unfold_{p.name.split('/')[0]}_{i}")(p, images) for i, p in enumerate(pooled)]
     features = keras.layers.Concatenate(name="slice_features")(
         per_slice + [recurrent_vectors, ReverseTime(name="mirror_slices")(recurrent_vectors)])
+    # Pooled ReLU maps reach large values; unnormalised, they saturate the softmax at exactly 0/1
+    # within the first steps and the L1 loss of Eq. 4 then has no gradient left.
+    features = keras.layers.LayerNormalization(name="cls_norm")(features)
     for i, units in enumerate(cfg.classifier_units):
         features = keras.layers.Dense(units, activation="relu", name=f"cls_dense{i}")(features)
     slice_logits = keras.layers.Dense(num_diseases, name="cls_slice_logits")(features)
+    slice_logits = BoundLogits(name="cls_bounded")(slice_logits)
     disease = AggregateSlices(name="disease", dtype="float32")(slice_logits)
     return keras.Model(images, {"segmentation": segmentation, "disease": disease}, name=name)

@@ -220,7 +220,10 @@ def _read_history(path: str) -> list[dict]:
     if not os.path.isfile(path):
         return []
     with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"])
+    return rows
 
 
 def plot_curves(rows: list[dict], path: str) -> None:

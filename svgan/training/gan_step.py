@@ -14,7 +14,8 @@ import numpy as np
 from .._tf import import_tf
 from ..config import Config
 from ..losses import (discriminator_loss, generator_adversarial_loss, total_generator_loss,
-                      weighted_categorical_crossentropy, weighted_l1_classification)
+                      weighted_categorical_crossentropy, weighted_crossentropy_classification,
+                      weighted_l1_classification)
 
 LOSS_NAMES = ("d_loss", "g_loss", "adversarial", "segmentation", "classification")
 
@@ -61,7 +62,13 @@ class GANStep:
         fake = tf.nn.softmax(out["segmentation"])
         adversarial = generator_adversarial_loss(self.D([batch["image"], fake], training=training))
         segmentation = weighted_categorical_crossentropy(batch["label"], out["segmentation"], self.seg_weights)
-        classification = weighted_l1_classification(batch["disease"], out["disease"], self.disease_weights)
+        disease = batch["disease"]
+        if self.cfg.loss.classify_labelled_windows_only:
+            labelled = tf.reduce_any(batch["label"] > 0, axis=[1, 2, 3])
+            disease = tf.where(labelled, disease, -1)  # -1: ignored by Eq. 4
+        classify = (weighted_l1_classification if self.cfg.loss.classification_loss == "l1"
+                    else weighted_crossentropy_classification)
+        classification = classify(disease, out["disease"], self.disease_weights)
         total = total_generator_loss(adversarial, segmentation, classification, self.loss_weights)
         return {"g_loss": total, "adversarial": adversarial, "segmentation": segmentation, "classification": classification}
 

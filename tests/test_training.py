@@ -1,0 +1,218 @@
+"""The GAN step and the training loop: gradients, tf.distribute, learning, exact resume, failures."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from svgan._tf import import_tf
+from svgan.cli import main
+from svgan.data.manifest import load_manifest
+from svgan.data.pipeline import make_dataset
+from svgan.evaluation.prepared_report import evaluate_prepared
+from svgan.training import gan_step
+from svgan.training.fit import TrainingError, TrainingInterrupted, Trainer, train
+from svgan.training.runtime import Runtime
+
+from conftest import REPO, tiny_config
+
+tf = import_tf()
+import keras  # noqa: E402
+
+
+def _cfg(*overrides):
+    return tiny_config("brats", "train.steps_per_epoch=3", "train.epochs=2", "pipeline.batch_size=2",
+                       "loss.adversarial_weight=0.1", *overrides)
+
+
+def _batch(manifest, cfg):
+    b = next(iter(make_dataset(manifest, "train", cfg, training=True)))
+    return {k: b[k] for k in ("image", "label", "disease")}
+
+
+def _weights(trainer):
+    return [v.numpy().copy() for v in trainer.G.weights + trainer.D.weights]
+
+
+def test_every_head_and_the_discriminator_get_gradients(brats_prepared, tmp_path):
+    manifest = load_manifest(brats_prepared)
+    cfg = _cfg()
+    trainer = Trainer(cfg, manifest, str(tmp_path))
+    batch = _batch(manifest, cfg)
+    with tf.GradientTape(persistent=True) as tape:
+        g = trainer.gan.generator_losses(batch)
+        d = trainer.gan.discriminator_losses(batch)
+    G, D = trainer.G, trainer.D
+    checks = [(g["segmentation"], G.get_layer("seg_logits").kernel),
+              (g["classification"], G.get_layer("cls_slice_logits").kernel),
+              (g["classification"], G.get_layer("cls_dense0").kernel),
+              (g["classification"], G.get_layer("slice_recurrence").trainable_variables[0]),
+              (g["adversarial"], G.get_layer("enc0_conv0").kernel),
+              (d, D.get_layer("d_pixel_logits").kernel),
+              (d, D.get_layer("d_enc0_conv0").kernel)]
+    for loss, variable in checks:
+        grad = tape.gradient(loss, variable)
+        assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0, variable.path
+    before = _weights(trainer)
+    trainer.gan.step(batch)
+    after = _weights(trainer)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after) if a.size > 1), "every weight tensor moves"
+
+
+def test_a_step_under_mirrored_strategy_equals_a_step_without(brats_prepared, tmp_path):
+    manifest = load_manifest(brats_prepared)
+    cfg = _cfg()
+    single = Trainer(cfg, manifest, str(tmp_path / "a"))
+    assert len(tf.config.list_logical_devices("CPU")) == 2
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    runtime = Runtime(strategy, False, False, 0)
+    from svgan.models import build_discriminator, build_generator
+
+    with strategy.scope():
+        G = build_generator(cfg.model, (48, 48), 4, 4, 2)
+        D = build_discriminator(cfg.model, (48, 48), 4, 4)
+    G.set_weights(single.G.get_weights())
+    D.set_weights(single.D.get_weights())
+    mirrored = gan_step.GANStep(cfg, G, D, single.seg_weights, single.disease_weights, runtime)
+    batch = _batch(manifest, cfg)
+    assert batch["image"].shape[0] == 2  # one example per replica
+    local = single.gan.step(batch)
+    distributed_batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))))
+    replicated = mirrored.step(distributed_batch)
+    for k in local:
+        assert float(replicated[k]) == pytest.approx(float(local[k]), rel=1e-4, abs=1e-6)
+    for a, b in zip(single.G.weights + single.D.weights, G.weights + D.weights):
+        assert np.allclose(a.numpy(), b.numpy(), atol=2e-5), a.path
+
+
+def test_tiny_training_lowers_the_loss_and_beats_all_background(brats_prepared, tmp_path):
+    manifest = load_manifest(brats_prepared)
+    # A larger learning rate than the paper's 1e-4, so that a few dozen steps show learning.
+    cfg = _cfg("train.steps_per_epoch=12", "train.epochs=4", "model.base_filters=8", "model.recurrent_units=8",
+               "train.early_stopping_patience=100", "train.learning_rate=1e-3")
+    train(cfg, brats_prepared, run_dir=str(tmp_path), verbose=False)
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["segmentation"]) < 0.8 * float(rows[0]["segmentation"])
+    generator = keras.models.load_model(tmp_path / "generator.keras")
+    report = evaluate_prepared(generator, manifest, "train", cfg)
+    # An all-background prediction scores Dice 0 on the whole tumour of every one of these patients.
+    assert all(n > 0 for n in manifest.class_voxel_counts("train")[1:])
+    assert report["dice_WT"] > 0.05
+
+
+def _final_weights(run_dir, cfg, manifest):
+    trainer = Trainer(cfg, manifest, str(run_dir))
+    assert trainer.restore()
+    return _weights(trainer)
+
+
+def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, tmp_path, monkeypatch):
+    manifest = load_manifest(brats_prepared)
+    cfg = _cfg()
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "straight"), verbose=False)
+    straight = _final_weights(tmp_path / "straight", cfg, manifest)
+
+    # Same seed, same loss curve.
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "again"), verbose=False)
+    with open(tmp_path / "straight" / "history.csv") as a, open(tmp_path / "again" / "history.csv") as b:
+        curve_a = [(r["g_loss"], r["d_loss"]) for r in csv.DictReader(a)]
+        curve_b = [(r["g_loss"], r["d_loss"]) for r in csv.DictReader(b)]
+    assert curve_a == curve_b
+
+    # Stop after epoch 1, resume for epoch 2.
+    one = _cfg("train.epochs=1")
+    train(one, brats_prepared, run_dir=str(tmp_path / "resumed"), verbose=False)
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "resumed"), resume=True, verbose=False)
+    resumed = _final_weights(tmp_path / "resumed", cfg, manifest)
+    assert all(np.array_equal(a, b) for a, b in zip(straight, resumed))
+
+    # Ctrl-C in the middle of epoch 1 saves a checkpoint at that step; resuming retraces the same run.
+    real_step = gan_step.GANStep.step
+    calls = {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(gan_step.GANStep, "step", interrupted)
+    with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1, step 1"):
+        train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), verbose=False)
+    monkeypatch.setattr(gan_step.GANStep, "step", real_step)
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), resume=True, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(brats_prepared, tmp_path, monkeypatch):
+    cfg = _cfg()
+    real_step = gan_step.GANStep.step
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        calls["n"] += 1
+        losses = real_step(self, batch)
+        if calls["n"] == 5:  # epoch 2, step 2
+            losses["segmentation"] = tf.constant(float("nan"))
+        return losses
+
+    monkeypatch.setattr(gan_step.GANStep, "step", poisoned)
+    with pytest.raises(TrainingError, match="non-finite loss at epoch 2, step 2: segmentation=nan"):
+        train(cfg, brats_prepared, run_dir=str(tmp_path), verbose=False)
+    ckpt = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+    assert os.path.basename(ckpt.model_checkpoint_path) == "ckpt-1"
+    reader = tf.train.load_checkpoint(ckpt.model_checkpoint_path)
+    assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert os.path.isfile(tmp_path / "generator.keras")
+
+
+def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    sets = ["--set", "model.base_filters=4", "--set", "model.recurrent_units=4", "--set", "model.discriminator_filters=4",
+            "--set", "model.classifier_units=[8]", "--set", "prepare.image_size=[48, 48]", "--set", "pipeline.sequence_length=4",
+            "--set", "train.steps_per_epoch=2", "--set", "train.epochs=1"]
+    assert main(["train", "--data", brats_prepared, "--run-dir", run] + sets) == 0
+    for name in ("config.yaml", "manifest.json", "generator.keras", "history.csv", "curves.png", "summary.json"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    assert os.listdir(os.path.join(run, "logs")) and os.listdir(os.path.join(run, "checkpoints"))
+    assert main(["evaluate", run, "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "| WT |" in out and "Diagnosis accuracy" in out
+    assert main(["train", "--resume", run, "--set", "train.epochs=2"]) == 0
+    with open(os.path.join(run, "history.csv")) as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_xla_and_mixed_precision_paths_run_on_cpu(brats_prepared, tmp_path):
+    # Separate process: XLA cannot run with op determinism, and the precision policy is global.
+    script = f"""
+import numpy as np
+from svgan._tf import import_tf
+tf = import_tf()
+import keras
+from svgan.data.manifest import load_manifest
+from svgan.data.pipeline import make_dataset
+from svgan.training.fit import Trainer
+import sys; sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
+from conftest import tiny_config
+manifest = load_manifest({brats_prepared!r})
+for setting in ("train.jit_compile", "train.mixed_precision"):
+    cfg = tiny_config("brats")
+    setattr(cfg.train, setting.split(".")[1], "on")
+    trainer = Trainer(cfg, manifest, {str(tmp_path)!r} + "/" + setting)
+    batch = next(iter(make_dataset(manifest, "train", cfg, training=True)))
+    batch = {{k: batch[k] for k in ("image", "label", "disease")}}
+    before = trainer.G.get_layer("seg_logits").kernel.numpy().copy()
+    losses = {{k: float(v) for k, v in trainer.gan.step(batch).items()}}
+    assert all(np.isfinite(v) for v in losses.values()), losses
+    assert not np.array_equal(before, trainer.G.get_layer("seg_logits").kernel.numpy())
+    print(setting, trainer.runtime.jit_compile, trainer.runtime.mixed_precision, keras.mixed_precision.global_policy().name)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train.jit_compile True False float32" in result.stdout
+    assert "train.mixed_precision False True mixed_float16" in result.stdout
