@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import resource
 import shutil
 import time
 
@@ -337,7 +338,8 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
             break
     summary.update({"run_dir": run_dir, "epochs_done": int(trainer.epoch.numpy()),
                     "best_validation_dice": None if not has_validation else float(trainer.best.numpy()),
-                    "minutes": (time.time() - started) / 60, "history": history_path})
+                    "minutes": (time.time() - started) / 60, "history": history_path,
+                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     with atomic_path(os.path.join(run_dir, "summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=1)
     if verbose and summary.get("stopped"):
