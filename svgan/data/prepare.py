@@ -29,7 +29,7 @@ from ..errors import ConfigError, DataError
 from .conventions import DISEASE_CLASSES, LABEL_CONVENTIONS
 from .io import atomic_path
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, save_manifest, totals
-from .preprocess import CropRecord, PreparedPatient, apply_nyul, learn_nyul_landmarks, preprocess_patient
+from .preprocess import apply_nyul, learn_nyul_landmarks, preprocess_patient
 from .readers import PatientRecord, discover_patients, load_patient
 from .split import extend_split
 
@@ -48,11 +48,11 @@ def _settings(cfg: Config) -> dict:
             "prepare": {k: v for k, v in vars(cfg.prepare).items() if k not in ("split_fractions", "split_seed")}}
 
 
-def save_prepared(path: str, prepared: PreparedPatient) -> None:
+def save_arrays(path: str, image: np.ndarray, label: np.ndarray | None) -> None:
     # float16 halves disk and read time; z-scored intensities keep ~3 significant digits.
-    arrays = {"image": prepared.image.astype(np.float16)}
-    if prepared.label is not None:
-        arrays["label"] = prepared.label
+    arrays = {"image": image.astype(np.float16)}
+    if label is not None:
+        arrays["label"] = label
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -75,7 +75,7 @@ def _prepare_one(record: PatientRecord, cfg: Config, out_path: str, nyul_standar
     """Worker: read, preprocess, write; returns the manifest entry (or raises DataError)."""
     volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=True)
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=nyul_standard)
-    save_prepared(out_path, prepared)
+    save_arrays(out_path, prepared.image, prepared.label)
     num_classes = LABEL_CONVENTIONS[record.format].num_classes
     native = np.bincount(volume.label.ravel(), minlength=num_classes)
     fg = volume.foreground if volume.foreground is not None else np.any(volume.image > cfg.prepare.foreground_threshold, axis=(0, 4))
@@ -199,9 +199,6 @@ def prepare_dataset(cfg: Config, raw_dir: str, out_dir: str, workers: int = 1, o
 
 
 def _map_staged(staged: str, final: str, percentiles: np.ndarray, standard: np.ndarray) -> None:
-    with np.load(staged) as f:
-        arrays = {k: f[k] for k in f.files}
-    prepared = PreparedPatient("", None, arrays["image"].astype(np.float32), arrays.get("label"),
-                               CropRecord([], [], [], [], [], []), percentiles, [])
-    apply_nyul(prepared, standard)
-    save_prepared(final, prepared)
+    image, label = load_prepared(staged)
+    apply_nyul(image, percentiles, standard)
+    save_arrays(final, image, label)

@@ -112,13 +112,12 @@ def nyul_map(values: np.ndarray, landmarks: np.ndarray, standard: np.ndarray) ->
     return out.astype(np.float32)
 
 
-def apply_nyul(prepared: PreparedPatient, standard: np.ndarray) -> None:
-    """Map the prepared image in place; background (exactly 0 after z-score) stays 0."""
-    image = prepared.image
+def apply_nyul(image: np.ndarray, percentiles: np.ndarray, standard: np.ndarray) -> None:
+    """Map a prepared image [..., C] in place; background (exactly 0 after z-score) stays 0."""
     for c in range(image.shape[-1]):
         channel = image[..., c]
         fg = channel != 0
-        channel[fg] = nyul_map(channel[fg], prepared.percentiles[c], standard[c])
+        channel[fg] = nyul_map(channel[fg], percentiles[c], standard[c])
 
 
 # ---------------------------------------------------------------- geometry steps
@@ -229,7 +228,7 @@ def preprocess_patient(volume: PatientVolume, cfg: PrepareConfig,
                       [int(s) for s in stop], out_hwz)
     result = PreparedPatient(volume.patient_id, volume.disease, prepared, label, crop, percentiles, notes)
     if nyul_standard is not None:
-        apply_nyul(result, nyul_standard)
+        apply_nyul(result.image, percentiles, nyul_standard)
     return result
 
 
