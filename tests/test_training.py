@@ -216,3 +216,31 @@ for setting in ("train.jit_compile", "train.mixed_precision"):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train.jit_compile True False float32" in result.stdout
     assert "train.mixed_precision False True mixed_float16" in result.stdout
+
+
+def test_multi_worker_strategy_from_tf_config(brats_prepared, tmp_path):
+    # One worker on loopback: TF_CONFIG selects MultiWorkerMirroredStrategy, and a distributed step runs.
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    script = f"""
+import numpy as np
+import sys; sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
+from conftest import tiny_config
+from svgan.data.manifest import load_manifest
+from svgan.training.fit import Trainer
+cfg = tiny_config("brats", "train.steps_per_epoch=1")
+trainer = Trainer(cfg, load_manifest({brats_prepared!r}), {str(tmp_path)!r})
+losses = [{{k: float(v) for k, v in trainer.gan.step(b).items()}} for b in trainer._dataset(0, 0)]
+assert len(losses) == 1 and all(np.isfinite(v) for v in losses[0].values()), losses
+import tensorflow as tf
+print("multi-worker", isinstance(trainer.runtime.strategy, tf.distribute.MultiWorkerMirroredStrategy), trainer.runtime.replicas)
+"""
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "multi-worker True 1" in result.stdout
