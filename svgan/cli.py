@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ._tf import import_tf
 from .errors import SvganError
 
@@ -126,45 +128,70 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _format_report(report: dict, manifest) -> str:
-    from .data.conventions import REGIONS
-
-    regions = list(REGIONS[manifest.dataset])
-    lines = ["| region | Dice | sensitivity |", "|---|---|---|"]
-    lines += [f"| {r} | {report[f'dice_{r}']:.3f} | {report[f'sensitivity_{r}']:.3f} |" for r in regions]
-    lines.append("")
-    names = manifest.class_names
-    lines.append("Voxel sensitivity per label: " + ", ".join(
-        f"{names[k]} {report[f'label_sensitivity_{k}']:.3f}" for k in range(1, len(names))))
-    if "accuracy" in report:
-        lines.append(f"Diagnosis accuracy {report['accuracy']:.3f} (majority-class rate {report['majority_rate']:.3f}); "
-                     "sensitivity " + ", ".join(f"{d} {report[f'disease_sensitivity_{d}']:.2f}"
-                                                for d in manifest.disease_classes if f"disease_sensitivity_{d}" in report))
-    return "\n".join(lines)
-
-
 def cmd_evaluate(args) -> int:
+    from .evaluation.report import evaluate_run
+    from .training.fit import load_run
+
+    _, manifest = load_run(args.run_dir)
+    n = len(manifest.split_ids(args.split)) if not args.data else 0
+    summary = evaluate_run(args.run_dir, args.split, args.data, args.predictions, args.out, args.hausdorff,
+                           progress=_progress_bar(n, f"Evaluating {n} patients of the {args.split} split"))
+    print(f"{manifest.dataset}: {summary['patients']} patients scored on their native grid")
+    print(summary["table"])
+    d = summary.get("diagnosis")
+    if d:
+        print(f"Diagnosis: accuracy {d['accuracy']:.3f}, balanced accuracy {d['balanced_accuracy']:.3f}, "
+              f"macro-F1 {d['macro_f1']:.3f}; " + ", ".join(
+                  f"{c} sensitivity {d[f'sensitivity_{c}']:.2f} AUC {d[f'auc_{c}']:.2f}" for c in manifest.disease_classes))
+    for pid, message in sorted(summary["skipped"].items()):
+        print(f"skipped {pid}: {message}", file=sys.stderr)
+    print(f"Results in {os.path.abspath(summary['out_dir'])}")
+    return 1 if summary["skipped"] else 0
+
+
+def cmd_predict(args) -> int:
     import json
 
     import_tf()
     import keras
 
-    from .evaluation.prepared_report import evaluate_prepared
+    from . import models  # noqa: F401  (registers the layers)
+    from .data.conventions import DISEASE_CLASSES
+    from .data.io import atomic_path
+    from .data.readers import discover_patients, load_patient
+    from .errors import DataError
+    from .evaluation.inference import make_predict_fn
+    from .evaluation.native import predict_volume, prediction_paths, write_prediction
     from .training.fit import GENERATOR_NAME, load_run
 
-    cfg, manifest = load_run(args.run_dir, args.data)
+    cfg, manifest = load_run(args.run_dir)
     path = os.path.join(args.run_dir, GENERATOR_NAME)
     if not os.path.isfile(path):
-        raise SvganError("no generator.keras in the run folder (has it finished an epoch?)", args.run_dir)
-    generator = keras.models.load_model(path)
-    report = evaluate_prepared(generator, manifest, args.split, cfg)
-    print(f"{manifest.dataset}, {args.split} split, {report['patients']} patients (prepared grid):")
-    print(_format_report(report, manifest))
-    out = os.path.join(args.run_dir, f"quick_report_{args.split}.json")
-    with open(out, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"Scores written to {os.path.abspath(out)}")
-    return 0
+        raise SvganError("no generator.keras in the run folder", args.run_dir)
+    predict_fn = make_predict_fn(keras.models.load_model(path))
+    records = discover_patients(args.input, manifest.dataset, cfg.data.format)
+    bar = _progress_bar(len(records), f"Predicting {len(records)} patient(s)")
+    failed = {}
+    classes = DISEASE_CLASSES[manifest.dataset]
+    for i, record in enumerate(records):
+        try:
+            volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
+            pred, disease = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
+            outputs = prediction_paths(args.out_dir, volume, record.info)
+            for p, out in enumerate(outputs):
+                write_prediction(pred[p], record.format, volume.geometry[p], out)
+            with atomic_path(os.path.join(args.out_dir, f"{volume.patient_id}_pred.json")) as tmp, open(tmp, "w") as f:
+                json.dump({"patient": volume.patient_id, "disease": classes[int(np.argmax(disease))],
+                           "probabilities": {c: float(v) for c, v in zip(classes, disease)},
+                           "files": [os.path.basename(o) for o in outputs], "source": os.path.abspath(record.folder)}, f, indent=1)
+        except DataError as e:
+            failed[record.patient_id] = str(e)
+        if bar:
+            bar(i + 1)
+    print(f"Predicted {len(records) - len(failed)} of {len(records)} patient(s) into {os.path.abspath(args.out_dir)}")
+    for pid, message in sorted(failed.items()):
+        print(f"  {pid}: {message}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,11 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its latest checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a run's best generator on a split of its prepared data")
+    p = sub.add_parser("evaluate", help="Dice / Hausdorff / sensitivity and diagnosis metrics of a run on held-out patients")
     p.add_argument("run_dir")
-    p.add_argument("--data", help="prepared folder (default: the one the run was trained on)")
-    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"],
+                   help="split of the run's data to score (default: test)")
+    p.add_argument("--data", help="a raw BraTS / ACDC folder with ground truth to score instead of the split")
+    p.add_argument("--predictions", help="score the *_pred.nii.gz files of this folder (any tool's) instead of the run's model")
+    p.add_argument("--out", help="output folder (default: RUN/evaluation)")
+    p.add_argument("--hausdorff", default="pooled", choices=["pooled", "max_directed"],
+                   help="HD95 as one percentile of both directions pooled (medpy, default) or the larger directed one")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="write NIfTI predictions in the input's own geometry")
+    p.add_argument("run_dir")
+    p.add_argument("input", help="a raw patient folder, or a folder of them")
+    p.add_argument("out_dir")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")
     p.add_argument("prepared_dir")

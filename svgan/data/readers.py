@@ -127,7 +127,9 @@ def _patient_folders(raw_dir: str, is_patient) -> list[tuple[str, str | None]]:
     if not os.path.isdir(raw_dir):
         raise DataError("dataset folder not found", raw_dir)
     if is_patient(raw_dir):
-        return [(raw_dir, None)]
+        # A single patient folder: its grade, if any, is the name of the folder it sits in.
+        parent = os.path.basename(os.path.dirname(os.path.abspath(raw_dir))).upper()
+        return [(raw_dir, parent if parent in _GRADE_FOLDERS else None)]
     result = []
     for entry in sorted(os.scandir(raw_dir), key=lambda e: e.name):
         if not entry.is_dir() or entry.name.startswith("."):

@@ -1,0 +1,274 @@
+"""``svgan evaluate``: challenge-grade scores of a run on held-out patients, on their native grid.
+
+For every patient: Dice, IoU, sensitivity, specificity, precision, Hausdorff,
+HD95 and average surface distance per region (BraTS WT / TC / ET; ACDC LV / RV /
+MYO at ED and at ES), with the spacing from the header zooms; for ACDC also the
+clinical indices (LV and RV volumes and ejection fractions, myocardial mass at
+1.05 g/ml) of prediction and ground truth. Then the diagnosis metrics, and the
+outputs in ``OUT`` (default ``RUN/evaluation``):
+
+    metrics_per_patient.csv   one row per patient, phase and region
+    acdc_challenge.csv        ACDC only: the column order of the challenge's own script
+    clinical_indices.csv      ACDC only: per-patient volumes, EF and mass, prediction and truth
+    summary.json              everything summarised, skipped patients with their reasons
+    table.md                  a table shaped like seed 000's Table 1 (mean, std, median)
+    confusion_matrix.csv
+    figures/                  overlays, Dice box plots, ROC curves
+
+A patient that cannot be read or scored is skipped and reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from .._tf import import_tf
+from ..data.conventions import LABEL_CONVENTIONS, REGIONS
+from ..data.io import atomic_path, check_same_grid, load_volume
+from ..data.readers import discover_patients, load_patient
+from ..errors import DataError, SvganError
+from . import metrics
+from .diagnosis import diagnosis_metrics, roc_curve
+from .native import predict_volume, prediction_names
+
+MYOCARDIUM_DENSITY = 1.05  # g/ml, as the ACDC challenge computes myocardial mass
+METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "hausdorff", "hd95", "asd")
+
+
+def region_scores(pred: np.ndarray, truth: np.ndarray, classes, spacing, hd_method: str) -> dict:
+    p, t = np.isin(pred, classes), np.isin(truth, classes)
+    return {
+        "dice": metrics.dice(p, t), "iou": metrics.iou(p, t), "sensitivity": metrics.sensitivity(p, t),
+        "specificity": metrics.specificity(p, t), "precision": metrics.precision(p, t),
+        "hausdorff": metrics.hausdorff(p, t, spacing, 100, hd_method),
+        "hd95": metrics.hausdorff(p, t, spacing, 95, hd_method),
+        "asd": metrics.average_surface_distance(p, t, spacing),
+    }
+
+
+def acdc_indices(label: np.ndarray, spacing) -> dict:
+    """Clinical indices from an ACDC label map [2 (ED, ES), X, Y, Z] in training classes (1 RV, 2 MYO, 3 LV)."""
+    ml = float(np.prod(spacing)) / 1000.0
+    vol = {(phase, k): float(np.count_nonzero(label[i] == k)) * ml for i, phase in enumerate(("ED", "ES")) for k in (1, 2, 3)}
+    ef = lambda edv, esv: 100.0 * (edv - esv) / edv if edv > 0 else float("nan")  # noqa: E731
+    return {"LV_EDV": vol["ED", 3], "LV_ESV": vol["ES", 3], "LV_EF": ef(vol["ED", 3], vol["ES", 3]),
+            "RV_EDV": vol["ED", 1], "RV_ESV": vol["ES", 1], "RV_EF": ef(vol["ED", 1], vol["ES", 1]),
+            "MYO_mass": vol["ED", 2] * MYOCARDIUM_DENSITY}
+
+
+def agreement(pred_values, true_values) -> dict:
+    """Pearson correlation, bias (mean of prediction minus truth) and standard deviation of the difference."""
+    p, t = np.asarray(pred_values, float), np.asarray(true_values, float)
+    ok = np.isfinite(p) & np.isfinite(t)
+    p, t = p[ok], t[ok]
+    d = p - t
+    corr = float(np.corrcoef(p, t)[0, 1]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
+    return {"correlation": corr, "bias": float(d.mean()) if len(d) else float("nan"),
+            "std": float(d.std(ddof=1)) if len(d) > 1 else float("nan")}
+
+
+def _stats(values) -> dict:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if not len(v):
+        return {"mean": float("nan"), "std": float("nan"), "median": float("nan"), "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "median": float(np.median(v)), "n": int(len(v))}
+
+
+def table_markdown(dataset: str, summary: dict) -> str:
+    """Seed 000 Table 1: Dice, Hausdorff (HD95) and sensitivity per region, plus classification accuracy."""
+    regions = list(REGIONS[dataset])
+    head = "| statistic | Cls Acc | " + " | ".join(f"Dice {r}" for r in regions) + " | " + \
+        " | ".join(f"HD95 {r}" for r in regions) + " | " + " | ".join(f"Sen {r}" for r in regions) + " |"
+    lines = [head, "|---" * (2 + 3 * len(regions)) + "|"]
+    acc = summary.get("diagnosis", {}).get("accuracy", float("nan"))
+    for stat in ("mean", "std", "median"):
+        cells = [f"{summary['regions'][r][m][stat]:.3f}" for m in ("dice", "hd95", "sensitivity") for r in regions]
+        lines.append(f"| {stat} | {acc:.3f} | " + " | ".join(cells) + " |" if stat == "mean" else
+                     f"| {stat} | | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _load_external_prediction(folder: str, volume, info, fmt: str) -> np.ndarray:
+    labels = []
+    for name, geom in zip(prediction_names(volume, info), volume.geometry):
+        path = os.path.join(folder, name)
+        data, g = load_volume(path)  # DataError names a missing or corrupt file
+        check_same_grid(geom, g)
+        labels.append(LABEL_CONVENTIONS[fmt].to_training(data, path))
+    return np.stack(labels)
+
+
+def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir = os.path.join(out_dir, "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    regions = list(REGIONS[dataset])
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.boxplot([[r["dice"] for r in rows if r["region"] == name] for name in regions])
+    ax.set_xticks(range(1, len(regions) + 1), regions)
+    ax.set_ylabel("Dice")
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(os.path.join(fig_dir, "dice_boxplot.png"), dpi=80)
+    plt.close(fig)
+    for pid, image, truth, pred in overlays:  # like seed 000 Fig. 2: input, ground truth, prediction
+        z = int(np.argmax((truth > 0).sum((0, 1)))) if truth.any() else truth.shape[2] // 2
+        fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+        for ax, (title, overlay) in zip(axes, (("input", None), ("ground truth", truth), ("prediction", pred))):
+            ax.imshow(image[:, :, z].T, cmap="gray", origin="lower")
+            if overlay is not None:
+                ax.imshow(np.ma.masked_equal(overlay[:, :, z].T, 0), cmap="jet", alpha=0.5, origin="lower",
+                          vmin=0, vmax=max(1, overlay.max()))
+            ax.set_title(title)
+            ax.axis("off")
+        fig.suptitle(f"{pid}, slice {z}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(fig_dir, f"overlay_{pid}.png"), dpi=80)
+        plt.close(fig)
+    if roc:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        for name, (fpr, tpr, auc) in roc.items():
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.2f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(os.path.join(fig_dir, "roc.png"), dpi=80)
+        plt.close(fig)
+
+
+def _write_csv(path: str, rows: list[dict], columns: list[str] | None = None) -> None:
+    if not rows:
+        return
+    columns = columns or list(rows[0])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
+                 out_dir: str | None = None, hd_method: str = "pooled", progress=None) -> dict:
+    """Score a run (or a folder of predictions) against ground truth; see the module docstring."""
+    from ..training.fit import GENERATOR_NAME, load_run
+
+    cfg, manifest = load_run(run_dir)
+    dataset = manifest.dataset
+    if data_dir:
+        records = discover_patients(data_dir, dataset, cfg.data.format)
+    else:
+        records = []
+        for pid in manifest.split_ids(split):
+            entry = manifest.patients[pid]
+            found = discover_patients(entry["source"], dataset, entry["format"])
+            records.append(found[0])
+    predict_fn = None
+    if predictions_dir is None:
+        import_tf()
+        import keras
+
+        from .. import models  # noqa: F401  (registers the layers)
+        from .inference import make_predict_fn
+
+        path = os.path.join(run_dir, GENERATOR_NAME)
+        if not os.path.isfile(path):
+            raise SvganError("no generator.keras in the run folder (has it finished an epoch?)", run_dir)
+        predict_fn = make_predict_fn(keras.models.load_model(path))
+
+    rows, challenge_rows, clinical, skipped, overlays = [], [], [], {}, []
+    truths, probabilities = [], []
+    for i, record in enumerate(records):
+        try:
+            volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=True)
+            if predictions_dir:
+                pred = _load_external_prediction(predictions_dir, volume, record.info, record.format)
+                disease_probs = _external_disease(predictions_dir, volume.patient_id, len(manifest.disease_classes))
+            else:
+                pred, disease_probs = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
+        except DataError as e:
+            skipped[record.patient_id] = str(e)
+            if progress:
+                progress(i + 1)
+            continue
+        spacing = volume.geometry[0].spacing
+        for p, phase in enumerate(volume.phases):
+            for region, classes in REGIONS[dataset].items():
+                scores = region_scores(pred[p], volume.label[p], classes, spacing, hd_method)
+                rows.append({"patient": volume.patient_id, "phase": phase, "region": region, **scores})
+            if dataset == "acdc":
+                ml = float(np.prod(spacing)) / 1000.0
+                row = {"Name": prediction_names(volume, record.info)[p].replace("_pred", "")}
+                for region, k in (("LV", 3), ("RV", 1), ("MYO", 2)):
+                    pv, tv = np.count_nonzero(pred[p] == k) * ml, np.count_nonzero(volume.label[p] == k) * ml
+                    row[f"Dice {region}"] = metrics.dice(pred[p] == k, volume.label[p] == k)
+                    row[f"Volume {region}"] = pv
+                    row[f"Err {region}(ml)"] = pv - tv
+                challenge_rows.append(row)
+        if dataset == "acdc":
+            clinical.append({"patient": volume.patient_id,
+                             **{f"pred_{k}": v for k, v in acdc_indices(pred, spacing).items()},
+                             **{f"true_{k}": v for k, v in acdc_indices(volume.label, spacing).items()}})
+        if volume.disease is not None and disease_probs is not None:
+            truths.append(volume.disease)
+            probabilities.append(np.asarray(disease_probs, float).tolist())
+        if len(overlays) < 3:
+            overlays.append((volume.patient_id, volume.image[0, ..., 0], volume.label[0], pred[0]))
+        if progress:
+            progress(i + 1)
+
+    out_dir = out_dir or os.path.join(run_dir, "evaluation")
+    os.makedirs(out_dir, exist_ok=True)
+    summary = {"split": None if data_dir else split, "data": data_dir, "predictions": predictions_dir,
+               "hausdorff_method": hd_method, "patients": len({r["patient"] for r in rows}), "skipped": skipped,
+               "regions": {region: {m: _stats([r[m] for r in rows if r["region"] == region]) for m in METRICS}
+                           for region in REGIONS[dataset]}}
+    if dataset == "acdc":
+        summary["clinical_indices"] = {k: agreement([c[f"pred_{k}"] for c in clinical], [c[f"true_{k}"] for c in clinical])
+                                       for k in ("LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass")}
+    roc = {}
+    if truths:
+        d = diagnosis_metrics(truths, probabilities, manifest.disease_classes)
+        summary["diagnosis"] = d
+        t, pr = np.asarray(truths), np.asarray(probabilities)
+        for k, name in enumerate(manifest.disease_classes):
+            if np.any(t == k) and np.any(t != k):
+                fpr, tpr = roc_curve(pr[t == k, k], pr[t != k, k])
+                roc[name] = (fpr, tpr, d[f"auc_{name}"])
+        with atomic_path(os.path.join(out_dir, "confusion_matrix.csv")) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["true \\ predicted"] + list(manifest.disease_classes))
+            for name, counts in zip(manifest.disease_classes, d["confusion_matrix"]):
+                w.writerow([name] + counts)
+    _write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
+    if dataset == "acdc":
+        _write_csv(os.path.join(out_dir, "acdc_challenge.csv"), challenge_rows,
+                   ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
+        _write_csv(os.path.join(out_dir, "clinical_indices.csv"), clinical)
+    table = table_markdown(dataset, summary) if rows else "(no patient could be scored)"
+    with atomic_path(os.path.join(out_dir, "table.md")) as tmp, open(tmp, "w") as f:
+        f.write(table + "\n")
+    with atomic_path(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
+        json.dump(summary, f, indent=1)
+    if rows:
+        _figures(out_dir, dataset, rows, overlays, roc)
+    summary["table"] = table
+    summary["out_dir"] = out_dir
+    return summary
+
+
+def _external_disease(folder: str, pid: str, num_classes: int):
+    path = os.path.join(folder, f"{pid}_pred.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        probs = json.load(f).get("probabilities")
+    return None if probs is None else list(probs.values())[:num_classes]
