@@ -153,3 +153,20 @@ def test_predict_writes_input_geometry_and_evaluate_scores_it_like_the_model(tin
     if len(test_ids) > 1:
         assert "affine differs" in result["skipped"][test_ids[1]]
     assert result["patients"] == len(test_ids) - len(result["skipped"])
+
+
+def test_acdc_evaluation_reports_both_phases_challenge_columns_and_clinical_agreement(acdc_prepared, tmp_path):
+    run = str(tmp_path / "run")
+    train(tiny_config("acdc", "train.epochs=1", "train.steps_per_epoch=2"), acdc_prepared, run_dir=run, verbose=False)
+    summary = evaluate_run(run, "train", out_dir=str(tmp_path / "eval"))
+    assert not summary["skipped"] and set(summary["regions"]) == {"LV", "RV", "MYO"}
+    with open(tmp_path / "eval" / "acdc_challenge.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["Name", "Dice LV", "Volume LV", "Err LV(ml)", "Dice RV", "Volume RV", "Err RV(ml)",
+                                 "Dice MYO", "Volume MYO", "Err MYO(ml)"]
+    assert len(rows) == 2 * summary["patients"] and rows[0]["Name"].endswith(".nii.gz")
+    with open(tmp_path / "eval" / "metrics_per_patient.csv") as f:
+        assert {r["phase"] for r in csv.DictReader(f)} == {"ED", "ES"}
+    assert set(summary["clinical_indices"]) == {"LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass"}
+    assert set(summary["clinical_indices"]["LV_EF"]) == {"correlation", "bias", "std"}
