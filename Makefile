@@ -41,6 +41,7 @@ test: $(STAMP)
 benchmarks: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py
 	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/hd95_speed.py
 
 clean-demo:
 	rm -rf $(DEMO)

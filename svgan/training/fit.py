@@ -246,7 +246,8 @@ def plot_curves(rows: list[dict], path: str) -> None:
     axes[1].set_xlabel("epoch")
     axes[1].set_title("validation")
     axes[1].set_ylim(0, 1)
-    axes[1].legend()
+    if axes[1].lines:  # no validation split, no validation curves
+        axes[1].legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
