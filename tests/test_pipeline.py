@@ -125,3 +125,15 @@ def test_input_size_and_one_hot_options_for_progressive_resizing(acdc_prepared):
             assert batch["label"].shape[1:] == (8, size, size, 4)
             assert np.allclose(batch["label"].numpy().sum(-1), 1.0)
             assert batch["phase"].numpy()[0].tolist() == [0] * 4 + [1] * 4
+
+
+def test_overlapping_inference_windows_cover_every_slice_and_end_on_the_last():
+    from svgan.evaluation.inference import overlapping_starts
+
+    for n, w in [(3, 8), (8, 8), (9, 8), (20, 8), (155, 8), (10, 4)]:
+        starts = overlapping_starts(n, w)
+        covered = set()
+        for s in starts:
+            covered.update(range(s, min(s + w, n)))
+        assert covered == set(range(n)) and starts[-1] + w >= n
+        assert all(b - a <= max(1, w // 2) for a, b in zip(starts, starts[1:]))

@@ -1,10 +1,13 @@
 """Whole-patient inference with a generator: every slice, window by window.
 
-A prepared patient (image [P, Z, H, W, C]) is cut into the deterministic
-evaluation windows of the input pipeline (each slice exactly once), run through
-the generator a few windows at a time (so that memory does not grow with the
-number of slices), and reassembled into per-slice class probabilities
-[P, Z, H, W, K].
+A prepared patient (image [P, Z, H, W, C]) is cut into windows of the model's
+sequence length, run through the generator a few windows at a time (so that
+memory does not grow with the number of slices), and reassembled into
+per-slice class probabilities [P, Z, H, W, K]. With ``overlap`` the windows
+advance by half their length and the probabilities of a slice seen by several
+windows are averaged (a slice near a window's edge sees the recurrence from one
+side only); without it each slice is seen once, as in the pipeline's evaluation
+mode (cheaper, used for validation during training).
 
 Patient-level disease rule: the generator gives, per window, the mean of its
 slices' class probabilities; the patient's probabilities are the mean of its
@@ -34,14 +37,26 @@ def make_predict_fn(generator):
     return predict
 
 
+def overlapping_starts(num_slices: int, window: int) -> list[int]:
+    """Window starts every half window, the last one ending on the last slice."""
+    if num_slices <= window:
+        return [0]
+    stride = max(1, window // 2)
+    starts = list(range(0, num_slices - window + 1, stride))
+    if starts[-1] + window < num_slices:
+        starts.append(num_slices - window)
+    return starts
+
+
 def predict_patient(predict_fn, image: np.ndarray, sequence_length: int, batch_size: int = 2,
-                    model_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    model_size: tuple[int, int] | None = None, overlap: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities [P, Z, H, W, K], disease probabilities [M]) for one prepared patient."""
     tf = import_tf()
     n_phases, n_slices, h, w = image.shape[:4]
     length = sequence_length // n_phases
     sequences, indices = [], []
-    for start in window_starts(n_slices, length, training=False):
+    starts = overlapping_starts(n_slices, length) if overlap else window_starts(n_slices, length, training=False)
+    for start in starts:
         seq, _, slice_index, _ = extract_sequence(image, None, start, length)
         sequences.append(seq)
         indices.append(slice_index)
@@ -58,13 +73,16 @@ def predict_patient(predict_fn, image: np.ndarray, sequence_length: int, batch_s
         seg, disease = seg.numpy(), disease.numpy()
         if probs is None:
             probs = np.zeros((n_phases, n_slices, h, w, seg.shape[-1]), np.float32)
+            seen = np.zeros((n_phases, n_slices), np.float32)
         for i, slice_index in enumerate(indices[b:b + batch_size]):
             valid = slice_index >= 0
             for p in range(n_phases):
                 rows = np.arange(p * length, (p + 1) * length)[valid[p * length:(p + 1) * length]]
-                probs[p, slice_index[rows]] = seg[i, rows]
+                probs[p, slice_index[rows]] += seg[i, rows]
+                seen[p, slice_index[rows]] += 1
             window_probs.append(disease[i])
             fg_weights.append(float(np.sum(seg[i, valid].argmax(-1) > 0)))
             slice_weights.append(float(valid.sum()))
+    probs /= seen[..., None, None, None]
     weights = np.asarray(fg_weights if sum(fg_weights) > 0 else slice_weights)
     return probs, (weights[:, None] * np.asarray(window_probs)).sum(0) / weights.sum()
