@@ -123,6 +123,9 @@ class ModelConfig:
     recurrent_units: int = 64
     # Seed 000: "a couple of dense layers" map the pooled features to the disease class.
     classifier_units: list[int] = field(default_factory=lambda: [64])
+    # Per-slice class logits are bounded to +-this (ours): caps a slice's confidence; it does
+    # not stop Eq. 4's L1 from settling on the majority class (see BoundLogits).
+    classifier_logit_bound: float = 6.0
     dropout: float = 0.0
     discriminator_filters: int = 32
     # Seed 000: pixel-level PatchGAN (N = 1); N > 1 judges N x N patches.
@@ -227,6 +230,7 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(m.base_filters >= 1 and m.recurrent_units >= 1 and m.discriminator_filters >= 1, "model filter counts must be >= 1")
     check(m.kernel_size % 2 == 1, "model.kernel_size must be odd")
     check(0 <= m.dropout < 1, "model.dropout must be in [0, 1)")
+    check(m.classifier_logit_bound > 0, "model.classifier_logit_bound must be > 0")
     check(m.patch_size >= 1 and (m.patch_size & (m.patch_size - 1)) == 0, "model.patch_size must be a power of 2 (1 = pixel level)")
     size = q.image_size or p.image_size
     check(all(s % (2 ** m.depth) == 0 for s in size),

@@ -85,6 +85,6 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
     for i, units in enumerate(cfg.classifier_units):
         features = keras.layers.Dense(units, activation="relu", name=f"cls_dense{i}")(features)
     slice_logits = keras.layers.Dense(num_diseases, name="cls_slice_logits")(features)
-    slice_logits = BoundLogits(name="cls_bounded")(slice_logits)
+    slice_logits = BoundLogits(cfg.classifier_logit_bound, name="cls_bounded")(slice_logits)
     disease = AggregateSlices(name="disease", dtype="float32")(slice_logits)
     return keras.Model(images, {"segmentation": segmentation, "disease": disease}, name=name)
