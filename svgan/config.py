@@ -30,7 +30,6 @@ class DataConfig:
     dataset: Literal["brats", "acdc"] = "brats"
     # "auto" detects the file naming from the first patient folder.
     format: Literal["auto", "brats", "brats2023", "brats2015", "acdc"] = "auto"
-    raw_dir: Optional[str] = None
     prepared_dir: Optional[str] = None
     # Canonical names (flair, t1, t1ce, t2; BraTS 2023's t2f/t1n/t1c/t2w map onto them).
     # None means all of the dataset's modalities.

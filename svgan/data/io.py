@@ -51,10 +51,6 @@ class Geometry:
             "path": self.path,
         }
 
-    @classmethod
-    def from_json(cls, d: dict) -> "Geometry":
-        return cls(np.asarray(d["affine"], dtype=float), tuple(d["spacing"]), tuple(d["shape"]), d["path"])
-
 
 def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     """Read a 3D volume as float32 with its geometry; one DataError names the file on any problem."""

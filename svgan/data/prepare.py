@@ -78,7 +78,6 @@ def _prepare_one(record: PatientRecord, cfg: Config, out_path: str, nyul_standar
     save_arrays(out_path, prepared.image, prepared.label)
     num_classes = LABEL_CONVENTIONS[record.format].num_classes
     native = np.bincount(volume.label.ravel(), minlength=num_classes)
-    fg = volume.foreground if volume.foreground is not None else np.any(volume.image > cfg.prepare.foreground_threshold, axis=(0, 4))
     return {
         "file": os.path.basename(out_path),
         "disease": record.disease,
@@ -89,7 +88,7 @@ def _prepare_one(record: PatientRecord, cfg: Config, out_path: str, nyul_standar
         "label_counts": np.bincount(prepared.label.ravel(), minlength=num_classes).tolist(),
         "native_label_counts": native.tolist(),
         "native_voxels": int(volume.label.size),
-        "native_foreground_voxels": int(fg.sum()) * volume.label.shape[0],
+        "native_foreground_voxels": prepared.foreground_voxels * volume.label.shape[0],
         "geometry": [g.to_json() for g in volume.geometry],
         "crop": prepared.crop.to_json(),
         "percentiles": prepared.percentiles.round(5).tolist(),

@@ -41,10 +41,6 @@ class CropRecord:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, d: dict) -> "CropRecord":
-        return cls(**d)
-
 
 @dataclass
 class PreparedPatient:
@@ -55,6 +51,7 @@ class PreparedPatient:
     crop: CropRecord
     percentiles: np.ndarray  # [C, L] z-scored foreground intensities at the Nyul percentiles
     notes: list[str]
+    foreground_voxels: int  # foreground voxels of one phase on the input grid
 
 
 # ---------------------------------------------------------------- intensity steps
@@ -226,7 +223,8 @@ def preprocess_patient(volume: PatientVolume, cfg: PrepareConfig,
 
     crop = CropRecord(list(foreground.shape), spacing, resampled_shape, [int(s) for s in start],
                       [int(s) for s in stop], out_hwz)
-    result = PreparedPatient(volume.patient_id, volume.disease, prepared, label, crop, percentiles, notes)
+    result = PreparedPatient(volume.patient_id, volume.disease, prepared, label, crop, percentiles, notes,
+                             int(np.count_nonzero(foreground)))
     if nyul_standard is not None:
         apply_nyul(result.image, percentiles, nyul_standard)
     return result

@@ -201,17 +201,17 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
             continue
         spacing = volume.geometry[0].spacing
         for p, phase in enumerate(volume.phases):
+            dice_of = {}
             for region, classes in REGIONS[dataset].items():
                 scores = region_scores(pred[p], volume.label[p], classes, spacing, hd_method)
                 rows.append({"patient": volume.patient_id, "phase": phase, "region": region, **scores})
+                dice_of[region] = scores["dice"]
             if dataset == "acdc":
                 ml = float(np.prod(spacing)) / 1000.0
                 row = {"Name": prediction_names(volume, record.info)[p].replace("_pred", "")}
-                for region, k in (("LV", 3), ("RV", 1), ("MYO", 2)):
+                for region, (k,) in REGIONS["acdc"].items():
                     pv, tv = np.count_nonzero(pred[p] == k) * ml, np.count_nonzero(volume.label[p] == k) * ml
-                    row[f"Dice {region}"] = metrics.dice(pred[p] == k, volume.label[p] == k)
-                    row[f"Volume {region}"] = pv
-                    row[f"Err {region}(ml)"] = pv - tv
+                    row.update({f"Dice {region}": dice_of[region], f"Volume {region}": pv, f"Err {region}(ml)": pv - tv})
                 challenge_rows.append(row)
         if dataset == "acdc":
             clinical.append({"patient": volume.patient_id,

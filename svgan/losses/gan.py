@@ -59,6 +59,15 @@ def weighted_categorical_crossentropy(labels, logits, class_weights):
     return ops.mean(weights * per_pixel)
 
 
+def _disease_targets(disease, disease_logits):
+    """(known mask [B], one-hot targets [B, M], float32 logits); class -1 = unknown."""
+    disease = ops.cast(disease, "int32")
+    logits = ops.cast(disease_logits, "float32")
+    known = ops.cast(disease >= 0, "float32")
+    target = ops.one_hot(ops.maximum(disease, 0), ops.shape(logits)[-1], dtype="float32")
+    return known, target, logits
+
+
 def weighted_l1_classification(disease, disease_logits, class_weights, valid=None):
     """Eq. 4: weighted L1 between the one-hot disease label and the slice-aggregated probabilities.
 
@@ -70,10 +79,8 @@ def weighted_l1_classification(disease, disease_logits, class_weights, valid=Non
     mean is over all examples of the batch, so that the value does not depend on how
     a batch is split across replicas.
     """
-    disease = ops.cast(disease, "int32")
-    known = ops.cast(disease >= 0, "float32")
-    probs = ops.softmax(ops.cast(disease_logits, "float32"), axis=-1)
-    target = ops.one_hot(ops.maximum(disease, 0), ops.shape(probs)[-1], dtype="float32")
+    known, target, logits = _disease_targets(disease, disease_logits)
+    probs = ops.softmax(logits, axis=-1)
     weights = ops.convert_to_tensor(class_weights, "float32")
     per_patient = ops.sum(weights * ops.abs(target - probs), axis=-1) * known
     return ops.mean(per_patient)
@@ -84,11 +91,9 @@ def weighted_crossentropy_classification(disease, disease_logits, class_weights)
 
     Same inputs and the same treatment of unknown classes (-1) as ``weighted_l1_classification``.
     """
-    disease = ops.cast(disease, "int32")
-    known = ops.cast(disease >= 0, "float32")
-    log_probs = ops.log_softmax(ops.cast(disease_logits, "float32"), axis=-1)
-    target = ops.one_hot(ops.maximum(disease, 0), ops.shape(log_probs)[-1], dtype="float32")
-    weights = ops.take(ops.convert_to_tensor(class_weights, "float32"), ops.maximum(disease, 0))
+    known, target, logits = _disease_targets(disease, disease_logits)
+    log_probs = ops.log_softmax(logits, axis=-1)
+    weights = ops.sum(target * ops.convert_to_tensor(class_weights, "float32"), axis=-1)  # w of each true class
     per_patient = -ops.sum(target * log_probs, axis=-1) * weights * known
     return ops.mean(per_patient)
 
