@@ -2,7 +2,9 @@
 
 TensorFlow prints oneDNN and CUDA notices on stderr before its logging is set up,
 so TF_CPP_MIN_LOG_LEVEL cannot hide them; we silence file descriptor 2 for the
-import alone. Python exceptions raised by the import still propagate.
+import alone. Python exceptions raised by the import still propagate. The
+allocator settings of ``svgan._memory`` are made just before the import, the only
+moment they can take effect.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+
+from ._memory import configure_allocators
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,6 +35,7 @@ def _quiet_stderr():
 def import_tf():
     """Return the tensorflow module, imported quietly the first time."""
     if "tensorflow" not in sys.modules:
+        configure_allocators()
         with _quiet_stderr():
             import tensorflow  # noqa: F401
     return sys.modules["tensorflow"]
