@@ -1,17 +1,25 @@
-"""Training throughput, whole-volume inference time and peak memory of the core model.
+"""Training step time, CPU split and page faults, and whole-volume inference, of the core model.
 
-    python benchmarks/model_speed.py            # both configurations, training and inference each in its own process
-    python benchmarks/model_speed.py --only demo|full [--part train|infer]
+    python benchmarks/model_speed.py                      # every configuration, training and inference
+    python benchmarks/model_speed.py --only real-acdc --part train
+    python benchmarks/model_speed.py --compare            # also with the allocator defaults undone (before/after)
 
-For each configuration it prints:
-- training throughput in slices/s (batch x T / seconds per GAN step), eager and with tf.function,
-  median of a few steps after warm-up, on random tensors of the right shape;
-- inference time for one volume, all slices, through the saved generator.keras:
-  the demo volume (62 slices at 80 x 80) and a full BraTS volume (155 slices, 240 x 240 padded to 256);
-- peak resident memory (RSS) of each process (training and inference measured apart).
+Each measurement runs in its own process (separate peak-memory figures, and the
+allocator settings can only be made before TensorFlow starts). For each it prints:
+- training: median seconds per GAN step (tf.function) after warm-up, and per step the
+  user and system CPU seconds and the minor page faults (getrusage over the timed steps),
+  on random tensors of the configuration's shape;
+- inference: seconds for one whole volume through the saved generator.keras, the way
+  ``svgan predict`` runs it (windows every half window, overlapping probabilities averaged)
+  and in one pass (each slice once), with the peak resident memory of the process.
 
-demo: configs/demo_brats.yaml (base 16, 80 x 80, T = 8, 4 modalities, batch 2)
-full: paper-size model (base 32, 256 x 256, T = 8, 4 modalities, batch 2)
+``--compare`` runs every measurement twice: with svgan's allocator defaults
+(svgan/_memory.py: TensorFlow's BFC CPU allocator, raised glibc thresholds) and with
+``TF_CPU_ALLOCATOR_USE_BFC=false SVGAN_MALLOPT=0`` (TensorFlow's and glibc's defaults).
+
+demo:      configs/demo_brats.yaml  (base 16, 80 x 80, T = 8, 4 modalities, batch 2; volume 62 slices)
+real-acdc: configs/real_acdc.yaml   (base 16, 128 x 128, T = 16 (8 ED + 8 ES), 1 channel, batch 2; 10 slices x 2 phases)
+full:      configs/brats2017.yaml   (paper size: base 32, 256 x 256, T = 8, 4 modalities, batch 2; volume 155 slices)
 """
 
 from __future__ import annotations
@@ -29,21 +37,36 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 CONFIGS = {
-    "demo": {"file": "configs/demo_brats.yaml", "size": 80, "slices": 62, "overrides": []},
-    "full": {"file": "configs/brats2017.yaml", "size": 256, "slices": 155, "overrides": []},
+    "demo": {"file": "configs/demo_brats.yaml", "size": 80, "channels": 4, "diseases": 2, "phases": 1, "slices": 62},
+    "real-acdc": {"file": "configs/real_acdc.yaml", "size": 128, "channels": 1, "diseases": 5, "phases": 2, "slices": 10},
+    "full": {"file": "configs/brats2017.yaml", "size": 256, "channels": 4, "diseases": 2, "phases": 1, "slices": 155},
 }
+NUM_CLASSES = 4
+UNDO_ALLOCATOR = {"TF_CPU_ALLOCATOR_USE_BFC": "false", "SVGAN_MALLOPT": "0"}
 
 
-def _median_step(fn, batch, warmup: int, repeats: int) -> float:
+def _usage():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
+def _timed_steps(fn, batch, warmup: int, repeats: int) -> dict:
     for _ in range(warmup):
-        fn(batch)
+        float(fn(batch)["g_loss"])
     times = []
+    before = _usage()
     for _ in range(repeats):
         start = time.perf_counter()
-        out = fn(batch)
-        float(out["g_loss"])  # wait for the result
+        float(fn(batch)["g_loss"])  # waits for the result
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    after = _usage()
+    user, system, faults = (b - a for a, b in zip(before, after))
+    return {"s_per_step": statistics.median(times), "user": user / repeats, "system": system / repeats,
+            "faults": faults / repeats}
+
+
+def _allocator_label() -> str:
+    return "allocator defaults undone" if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "false" else "svgan allocator"
 
 
 def run(name: str, part: str) -> None:
@@ -56,27 +79,27 @@ def run(name: str, part: str) -> None:
     from svgan.training.gan_step import GANStep
 
     tf = import_tf()
-
     spec = CONFIGS[name]
-    cfg = load_config(os.path.join(REPO, spec["file"]), spec["overrides"])
-    size, t, b = spec["size"], cfg.pipeline.sequence_length, cfg.pipeline.batch_size
+    cfg = load_config(os.path.join(REPO, spec["file"]))
+    size, t, b, c = spec["size"], cfg.pipeline.sequence_length, cfg.pipeline.batch_size, spec["channels"]
     rt = runtime.configure(cfg.train, cfg.seed)
-    G = build_generator(cfg.model, (size, size), 4, 4, 2)
+    G = build_generator(cfg.model, (size, size), c, NUM_CLASSES, spec["diseases"], spec["phases"])
     rng = np.random.default_rng(0)
     if part == "infer":  # the generator alone, as a prediction command holds it
         _inference(name, spec, G, t, b, rng)
         return
-    D = build_discriminator(cfg.model, (size, size), 4, 4)
-    gan = GANStep(cfg, G, D, np.ones(4), np.ones(2), rt)
-    batch = {"image": tf.constant(rng.normal(size=(b, t, size, size, 4)).astype(np.float32)),
-             "label": tf.constant(rng.integers(0, 4, size=(b, t, size, size)).astype(np.int32)),
-             "disease": tf.constant(rng.integers(0, 2, size=(b,)).astype(np.int32))}
-    slices = b * t
-    compiled = _median_step(gan.step, batch, warmup=2, repeats=5 if name == "demo" else 3)
-    eager = _median_step(gan._replica_step, batch, warmup=1, repeats=3 if name == "demo" else 2)
-    print(f"[{name}] training: tf.function {slices / compiled:.1f} slices/s ({compiled:.2f} s/step), "
-          f"eager {slices / eager:.1f} slices/s ({eager:.2f} s/step); batch {b} x T {t} at {size}x{size}, "
-          f"base {cfg.model.base_filters} filters, {G.count_params() + D.count_params():,} parameters")
+    D = build_discriminator(cfg.model, (size, size), c, NUM_CLASSES)
+    gan = GANStep(cfg, G, D, np.ones(NUM_CLASSES), np.ones(spec["diseases"]), rt)
+    batch = {"image": tf.constant(rng.normal(size=(b, t, size, size, c)).astype(np.float32)),
+             "label": tf.constant(rng.integers(0, NUM_CLASSES, size=(b, t, size, size)).astype(np.int32)),
+             "disease": tf.constant(rng.integers(0, spec["diseases"], size=(b,)).astype(np.int32))}
+    m = _timed_steps(gan.step, batch, warmup=2, repeats=5 if name != "full" else 3)
+    print(f"[{name}] training ({_allocator_label()}): {m['s_per_step']:.2f} s/step ({b * t / m['s_per_step']:.1f} slices/s); "
+          f"per step: user {m['user']:.2f} s, system {m['system']:.2f} s, {m['faults']:,.0f} minor page faults; "
+          f"batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, {G.count_params() + D.count_params():,} parameters")
+    if name == "demo":
+        eager = _timed_steps(gan._replica_step, batch, warmup=1, repeats=3)
+        print(f"[{name}] training eager (no tf.function): {eager['s_per_step']:.2f} s/step")
     print(f"[{name}] training peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
@@ -89,31 +112,41 @@ def _inference(name, spec, G, t, b, rng) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "generator.keras")
         G.save(path)
-        loaded = keras.models.load_model(path)
-        predict = make_predict_fn(loaded)
-        size = spec["size"]
-        volume = rng.normal(size=(1, spec["slices"], size, size, 4)).astype(np.float32)
-        predict_patient(predict, volume[:, :t], t, b)  # trace once, as a prediction command would on its first patient
+        predict = make_predict_fn(keras.models.load_model(path))
+    size = spec["size"]
+    volume = rng.normal(size=(spec["phases"], spec["slices"], size, size, spec["channels"])).astype(np.float32)
+    predict_patient(predict, volume[:, :t], t, b)  # trace once, as a prediction command does on its first patient
+    seconds = {}
+    for overlap in (True, False):
         start = time.perf_counter()
-        probs, _ = predict_patient(predict, volume, t, b)
-        seconds = time.perf_counter() - start
-    print(f"[{name}] inference: {seconds:.1f} s for one volume of {spec['slices']} slices at {size}x{size} "
-          f"through the saved model (windows of {t} slices, {b} at a time)")
+        predict_patient(predict, volume, t, b, overlap=overlap)
+        seconds[overlap] = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"[{name}] inference peak RSS: {peak_mb:.0f} MB")
+    print(f"[{name}] inference ({_allocator_label()}): {seconds[True]:.1f} s as svgan predict runs it (overlapping windows), "
+          f"{seconds[False]:.1f} s in one pass, for {spec['phases']} x {spec['slices']} slices at {size}x{size} through the "
+          f"saved model; peak RSS {peak_mb:.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(CONFIGS))
     parser.add_argument("--part", choices=["train", "infer"])
+    parser.add_argument("--compare", action="store_true", help="also measure with the allocator defaults undone")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.only and args.part:
+    if args.child:
         run(args.only, args.part)
         return
-    for name in [args.only] if args.only else CONFIGS:  # separate processes: separate peak-memory figures
+    settings = [{}, UNDO_ALLOCATOR] if args.compare else [{}]
+    for name in [args.only] if args.only else CONFIGS:
         for part in [args.part] if args.part else ["train", "infer"]:
-            subprocess.run([sys.executable, os.path.abspath(__file__), "--only", name, "--part", part], check=True)
+            for extra in settings:
+                env = {**os.environ, **extra}
+                if not extra:
+                    for key in UNDO_ALLOCATOR:
+                        env.pop(key, None)
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--only", name, "--part", part],
+                               check=True, env=env)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,15 @@ def cmd_evaluate(args) -> int:
         print(f"Diagnosis: accuracy {d['accuracy']:.3f}, balanced accuracy {d['balanced_accuracy']:.3f}, "
               f"macro-F1 {d['macro_f1']:.3f}; " + ", ".join(
                   f"{c} sensitivity {d[f'sensitivity_{c}']:.2f} AUC {d[f'auc_{c}']:.2f}" for c in manifest.disease_classes))
+    ref = summary.get("diagnosis_clinical_reference", {})
+    if "accuracy" in ref:
+        print(f"Clinical-feature reference (random forest fitted on {ref['training_patients']} training patients): "
+              f"accuracy {ref['accuracy']:.3f}, balanced accuracy {ref['balanced_accuracy']:.3f}, macro-F1 {ref['macro_f1']:.3f}")
+    elif "not_computed" in ref:
+        print(f"Clinical-feature reference not computed: {ref['not_computed']}")
+    if summary.get("seen_in_training"):
+        print(f"warning: the run trained or validated on {len(summary['seen_in_training'])} of these patients "
+              f"({', '.join(summary['seen_in_training'][:5])}...): their scores are not held-out scores", file=sys.stderr)
     for pid, message in sorted(summary["skipped"].items()):
         print(f"skipped {pid}: {message}", file=sys.stderr)
     print(f"Results in {os.path.abspath(summary['out_dir'])}")

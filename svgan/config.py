@@ -122,6 +122,11 @@ class ModelConfig:
     recurrent_units: int = 64
     # Seed 000: "a couple of dense layers" map the pooled features to the disease class.
     classifier_units: list[int] = field(default_factory=lambda: [64])
+    # What the disease head reads. "slices" (seed 000): per-slice class logits from pooled
+    # features, averaged over the slices (Eq. 4's aggregate). "volumes" (ours): the size of
+    # each predicted structure per phase (mean and largest slice fraction, ED and ES for
+    # ACDC), the quantities that define the ACDC groups; see PhaseStructureSizes.
+    classifier: Literal["slices", "volumes"] = "slices"
     # Per-slice class logits are bounded to +-this (ours): caps a slice's confidence; it does
     # not stop Eq. 4's L1 from settling on the majority class (see BoundLogits).
     classifier_logit_bound: float = 6.0

@@ -15,7 +15,8 @@ from svgan.data.preprocess import preprocess_patient, restore_labels
 from svgan.data.readers import discover_patients, load_patient
 from svgan.evaluation.diagnosis import diagnosis_metrics, roc_auc
 from svgan.evaluation.native import write_prediction
-from svgan.evaluation.report import acdc_indices, agreement, evaluate_run
+from svgan.evaluation.clinical import ventricle_indices
+from svgan.evaluation.report import agreement, evaluate_run
 from svgan.training.fit import train
 
 from conftest import tiny_config, write_nifti
@@ -44,7 +45,7 @@ def test_acdc_clinical_indices_by_hand():
     label[1].flat[10:14] = 1  # ES RV 4
     label[0].flat[20:26] = 2  # ED MYO 6
     spacing = (2.0, 2.0, 10.0)  # 0.04 ml per voxel
-    idx = acdc_indices(label, spacing)
+    idx = ventricle_indices(label, spacing)
     assert idx["LV_EDV"] == pytest.approx(0.4) and idx["LV_ESV"] == pytest.approx(0.16)
     assert idx["LV_EF"] == pytest.approx(60.0) and idx["RV_EF"] == pytest.approx(20.0)
     assert idx["MYO_mass"] == pytest.approx(6 * 0.04 * 1.05)
@@ -168,5 +169,6 @@ def test_acdc_evaluation_reports_both_phases_challenge_columns_and_clinical_agre
     assert len(rows) == 2 * summary["patients"] and rows[0]["Name"].endswith(".nii.gz")
     with open(tmp_path / "eval" / "metrics_per_patient.csv") as f:
         assert {r["phase"] for r in csv.DictReader(f)} == {"ED", "ES"}
-    assert set(summary["clinical_indices"]) == {"LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass"}
+    assert set(summary["clinical_indices"]) == {"LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass",
+                                               "MYO_max_thickness"}
     assert set(summary["clinical_indices"]["LV_EF"]) == {"correlation", "bias", "std"}

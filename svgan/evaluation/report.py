@@ -9,7 +9,12 @@ outputs in ``OUT`` (default ``RUN/evaluation``):
 
     metrics_per_patient.csv   one row per patient, phase and region
     acdc_challenge.csv        ACDC only: the column order of the challenge's own script
-    clinical_indices.csv      ACDC only: per-patient volumes, EF and mass, prediction and truth
+    clinical_indices.csv      ACDC only: per-patient clinical features (volumes, EF, mass, wall
+                              thickness, indexed by body surface area), prediction and truth
+    confusion_matrix_clinical_reference.csv
+                              ACDC only: the diagnosis of a random forest on the clinical features
+                              of the predicted segmentation, fitted on the run's training patients
+                              (the challenge entrants' method; ``clinical.py``), beside the model's own
     summary.json              everything summarised, skipped patients with their reasons
     table.md                  a table shaped like seed 000's Table 1 (mean, std, median)
     confusion_matrix.csv
@@ -32,11 +37,13 @@ from ..data.io import atomic_path, check_same_grid, load_volume
 from ..data.readers import discover_patients, load_patient
 from ..errors import DataError, SvganError
 from . import metrics
+from .clinical import ClinicalClassifier, clinical_features, height_weight
 from .diagnosis import diagnosis_metrics, roc_curve
 from .native import predict_volume, prediction_names
 
-MYOCARDIUM_DENSITY = 1.05  # g/ml, as the ACDC challenge computes myocardial mass
 METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "hausdorff", "hd95", "asd")
+AGREEMENT_INDICES = ("LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass", "MYO_max_thickness")
+CLINICAL_CACHE = "clinical_features_train.json"
 
 
 def region_scores(pred: np.ndarray, truth: np.ndarray, classes, spacing, hd_method: str) -> dict:
@@ -48,16 +55,6 @@ def region_scores(pred: np.ndarray, truth: np.ndarray, classes, spacing, hd_meth
         "hd95": metrics.hausdorff(p, t, spacing, 95, hd_method),
         "asd": metrics.average_surface_distance(p, t, spacing),
     }
-
-
-def acdc_indices(label: np.ndarray, spacing) -> dict:
-    """Clinical indices from an ACDC label map [2 (ED, ES), X, Y, Z] in training classes (1 RV, 2 MYO, 3 LV)."""
-    ml = float(np.prod(spacing)) / 1000.0
-    vol = {(phase, k): float(np.count_nonzero(label[i] == k)) * ml for i, phase in enumerate(("ED", "ES")) for k in (1, 2, 3)}
-    ef = lambda edv, esv: 100.0 * (edv - esv) / edv if edv > 0 else float("nan")  # noqa: E731
-    return {"LV_EDV": vol["ED", 3], "LV_ESV": vol["ES", 3], "LV_EF": ef(vol["ED", 3], vol["ES", 3]),
-            "RV_EDV": vol["ED", 1], "RV_ESV": vol["ES", 1], "RV_EF": ef(vol["ED", 1], vol["ES", 1]),
-            "MYO_mass": vol["ED", 2] * MYOCARDIUM_DENSITY}
 
 
 def agreement(pred_values, true_values) -> dict:
@@ -214,9 +211,10 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
                     row.update({f"Dice {region}": dice_of[region], f"Volume {region}": pv, f"Err {region}(ml)": pv - tv})
                 challenge_rows.append(row)
         if dataset == "acdc":
-            clinical.append({"patient": volume.patient_id,
-                             **{f"pred_{k}": v for k, v in acdc_indices(pred, spacing).items()},
-                             **{f"true_{k}": v for k, v in acdc_indices(volume.label, spacing).items()}})
+            height, weight = height_weight(record.info)
+            clinical.append({"patient": volume.patient_id, "disease": volume.disease,
+                             **{f"pred_{k}": v for k, v in clinical_features(pred, spacing, height, weight).items()},
+                             **{f"true_{k}": v for k, v in clinical_features(volume.label, spacing, height, weight).items()}})
         if volume.disease is not None and disease_probs is not None:
             truths.append(volume.disease)
             probabilities.append(np.asarray(disease_probs, float).tolist())
@@ -231,9 +229,19 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
                "hausdorff_method": hd_method, "patients": len({r["patient"] for r in rows}), "skipped": skipped,
                "regions": {region: {m: _stats([r[m] for r in rows if r["region"] == region]) for m in METRICS}
                            for region in REGIONS[dataset]}}
+    if data_dir:
+        seen = sorted(r.patient_id for r in records if _trained_on(manifest, r))
+        summary["seen_in_training"] = seen  # listed, not hidden: their scores are not held-out scores
     if dataset == "acdc":
         summary["clinical_indices"] = {k: agreement([c[f"pred_{k}"] for c in clinical], [c[f"true_{k}"] for c in clinical])
-                                       for k in ("LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass")}
+                                       for k in AGREEMENT_INDICES}
+        reference = _clinical_reference(run_dir, cfg, manifest, predict_fn, clinical)
+        if isinstance(reference, str):
+            summary["diagnosis_clinical_reference"] = {"not_computed": reference}
+        elif reference is not None:
+            summary["diagnosis_clinical_reference"] = reference
+            _write_confusion(os.path.join(out_dir, "confusion_matrix_clinical_reference.csv"), manifest.disease_classes,
+                             reference["confusion_matrix"])
     roc = {}
     if truths:
         d = diagnosis_metrics(truths, probabilities, manifest.disease_classes)
@@ -243,17 +251,19 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
             if np.any(t == k) and np.any(t != k):
                 fpr, tpr = roc_curve(pr[t == k, k], pr[t != k, k])
                 roc[name] = (fpr, tpr, d[f"auc_{name}"])
-        with atomic_path(os.path.join(out_dir, "confusion_matrix.csv")) as tmp, open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["true \\ predicted"] + list(manifest.disease_classes))
-            for name, counts in zip(manifest.disease_classes, d["confusion_matrix"]):
-                w.writerow([name] + counts)
+        _write_confusion(os.path.join(out_dir, "confusion_matrix.csv"), manifest.disease_classes, d["confusion_matrix"])
     _write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
     if dataset == "acdc":
         _write_csv(os.path.join(out_dir, "acdc_challenge.csv"), challenge_rows,
                    ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
         _write_csv(os.path.join(out_dir, "clinical_indices.csv"), clinical)
     table = table_markdown(dataset, summary) if rows else "(no patient could be scored)"
+    if rows and "accuracy" in summary.get("diagnosis_clinical_reference", {}):
+        model_acc = summary.get("diagnosis", {}).get("accuracy", float("nan"))
+        ref = summary["diagnosis_clinical_reference"]
+        table += (f"\n\nDiagnosis on the same {ref['patients']} patients: the model's own head {model_acc:.3f}; "
+                  f"the clinical-feature reference (random forest on features of the predicted segmentation, fitted on "
+                  f"the {ref['training_patients']} training patients) {ref['accuracy']:.3f}.")
     with atomic_path(os.path.join(out_dir, "table.md")) as tmp, open(tmp, "w") as f:
         f.write(table + "\n")
     with atomic_path(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
@@ -263,6 +273,75 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
     summary["table"] = table
     summary["out_dir"] = out_dir
     return summary
+
+
+def _write_confusion(path: str, classes, matrix) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted"] + list(classes))
+        for name, counts in zip(classes, matrix):
+            w.writerow([name] + list(counts))
+
+
+def _trained_on(manifest, record) -> bool:
+    """Whether a raw patient is one the run trained or validated on (same ID, same source folder)."""
+    entry = manifest.patients.get(record.patient_id)
+    return (entry is not None and entry.get("split") in ("train", "validation")
+            and os.path.realpath(entry.get("source", "")) == os.path.realpath(record.folder))
+
+
+def _training_clinical_features(run_dir: str, cfg, manifest, predict_fn) -> list[dict]:
+    """Features of the run's own segmentation of every training patient, cached in the run folder.
+
+    The cache is keyed by the generator file's size and time stamp, so that a run that
+    trained on is measured again.
+    """
+    from ..training.fit import GENERATOR_NAME
+
+    gen = os.stat(os.path.join(run_dir, GENERATOR_NAME))
+    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns}
+    path = os.path.join(run_dir, CLINICAL_CACHE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return cached["rows"]
+    rows = []
+    for pid in manifest.split_ids("train"):
+        entry = manifest.patients[pid]
+        if entry.get("disease") is None:
+            continue
+        record = discover_patients(entry["source"], "acdc", entry["format"])[0]
+        volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
+        pred, _ = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
+        height, weight = height_weight(record.info)
+        rows.append({"patient": pid, "disease": entry["disease"],
+                     **clinical_features(pred, volume.geometry[0].spacing, height, weight)})
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump({"key": key, "rows": rows}, f, indent=1)
+    return rows
+
+
+def _clinical_reference(run_dir: str, cfg, manifest, predict_fn, clinical: list[dict]):
+    """Diagnosis metrics of the clinical-feature classifier on the scored patients; a reason string where it cannot run."""
+    scored = [c for c in clinical if c["disease"] is not None]
+    if not scored:
+        return None
+    if predict_fn is None and not os.path.isfile(os.path.join(run_dir, CLINICAL_CACHE)):
+        return "needs the run's generator to segment its training patients (evaluate without --predictions once)"
+    try:
+        train_rows = _training_clinical_features(run_dir, cfg, manifest, predict_fn)
+    except (DataError, OSError) as e:
+        return f"training patients could not be read: {e}"
+    if not train_rows:
+        return "no training patient with a known group"
+    classes = manifest.disease_classes
+    model = ClinicalClassifier().fit(train_rows, [r["disease"] for r in train_rows])
+    probs = model.predict_proba([{k[5:]: v for k, v in c.items() if k.startswith("pred_")} for c in scored], len(classes))
+    out = diagnosis_metrics([c["disease"] for c in scored], probs, classes)
+    out.update({"patients": len(scored), "training_patients": len(train_rows),
+                "predictions": {c["patient"]: classes[int(np.argmax(p))] for c, p in zip(scored, probs)}})
+    return out
 
 
 def _external_disease(folder: str, pid: str, num_classes: int):

@@ -99,6 +99,39 @@ class AggregateSlices(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(PACKAGE)
+class PhaseStructureSizes(keras.layers.Layer):
+    """Patient-level features from per-slice class fractions [B, T, K]: the size of each structure per phase.
+
+    The sequence holds ``phases`` blocks of equal length (ACDC: the ED slices, then the
+    same positions at ES). For every phase and every foreground class it gives the log
+    of the mean fraction of the slice the class covers (a volume per slice: the window's
+    mean does not depend on how many slices it spans) and the log of the largest such
+    fraction (the widest cross-section). In logs, ratios are differences, so a dense
+    layer can form an ejection fraction (ES over ED) or a wall-to-cavity ratio
+    linearly. The gradient is stopped: the head learns to read the segmentation, and
+    the segmentation is shaped by its own losses alone.
+    """
+
+    def __init__(self, phases: int = 1, epsilon: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.phases, self.epsilon = int(phases), float(epsilon)
+
+    def call(self, fractions):
+        fractions = ops.stop_gradient(ops.cast(fractions, "float32"))[..., 1:]  # background out
+        k = fractions.shape[-1]
+        per_phase = ops.reshape(fractions, (-1, self.phases, ops.shape(fractions)[1] // self.phases, k))
+        mean = ops.log(ops.mean(per_phase, axis=2) + self.epsilon)
+        peak = ops.log(ops.max(per_phase, axis=2) + self.epsilon)
+        return ops.reshape(ops.concatenate([mean, peak], axis=-1), (-1, self.phases * 2 * k))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.phases * 2 * (input_shape[-1] - 1))
+
+    def get_config(self):
+        return {**super().get_config(), "phases": self.phases, "epsilon": self.epsilon}
+
+
 def conv_block(x, filters: int, convs: int, kernel_size: int, norm: str, activation: str, name: str):
     """``convs`` x (3x3 convolution, optional group norm, activation)."""
     for i in range(convs):

@@ -9,9 +9,12 @@ bottleneck maps that feed the decoder.
 
 Outputs:
 - ``segmentation``: per-slice logits [B, T, H, W, K];
-- ``disease``: patient logits [B, M], log of the mean over slices of per-slice class
-  probabilities (``AggregateSlices``), so that softmax(disease) is the
-  slice-aggregated prediction of Eq. 4.
+- ``disease``: patient logits [B, M]. With ``classifier: slices`` (seed 000), the log of
+  the mean over slices of per-slice class probabilities (``AggregateSlices``), so that
+  softmax(disease) is the slice-aggregated prediction of Eq. 4. With ``classifier:
+  volumes``, logits of dense layers over the size of each predicted structure per
+  phase (``PhaseStructureSizes``): the ACDC groups are defined by such whole-heart
+  quantities across ED and ES, which no single slice shows.
 
 The per-slice class features join, for slice i, the pooled last decoder map, the
 average and peak class probabilities and the pooled first encoder map (seed 000:
@@ -27,12 +30,13 @@ from __future__ import annotations
 import keras
 
 from ..config import ModelConfig
-from .blocks import (AggregateSlices, BoundLogits, BroadcastToMap, FoldTime, ReverseTime, UnfoldTime, bidirectional_recurrence,
-                     conv_block)
+from .blocks import (AggregateSlices, BoundLogits, BroadcastToMap, FoldTime, PhaseStructureSizes, ReverseTime, UnfoldTime,
+                     bidirectional_recurrence, conv_block)
 
 
 def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int, num_classes: int,
-                    num_diseases: int, name: str = "generator") -> keras.Model:
+                    num_diseases: int, num_phases: int = 1, name: str = "generator") -> keras.Model:
+    """``num_phases``: blocks of equal length a sequence is made of (ACDC: 2, ED then ES)."""
     h, w = image_size
     images = keras.Input((None, h, w, channels), name="image")
     x = FoldTime(name="fold")(images)
@@ -65,6 +69,16 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
     seg = keras.layers.Conv2D(num_classes, 1, name="seg_logits")(x)
     seg = keras.layers.Activation("linear", dtype="float32", name="seg_float32")(seg)
     segmentation = UnfoldTime(name="segmentation")(seg, images)
+
+    if cfg.classifier == "volumes":
+        fractions = UnfoldTime(name="unfold_class_fractions")(
+            keras.layers.GlobalAveragePooling2D(name="class_fractions")(keras.layers.Softmax(name="seg_probs")(seg)), images)
+        features = PhaseStructureSizes(num_phases, name="structure_sizes")(fractions)
+        for i, units in enumerate(cfg.classifier_units):
+            features = keras.layers.Dense(units, activation="relu", name=f"cls_dense{i}")(features)
+        disease = keras.layers.Dense(num_diseases, name="cls_logits")(features)
+        disease = keras.layers.Activation("linear", dtype="float32", name="disease")(disease)
+        return keras.Model(images, {"segmentation": segmentation, "disease": disease}, name=name)
 
     # Disease head: pooled per-slice features, slices i and n-1-i joined, a couple of dense layers.
     # The pooled class probabilities (the share of each predicted label in the slice) carry the

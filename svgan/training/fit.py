@@ -89,7 +89,8 @@ class Trainer:
         channels = len(manifest.data["modalities"])
         n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
         with self.runtime.strategy.scope():
-            self.G = build_generator(cfg.model, size, channels, n_classes, n_diseases)
+            phases = len(next(iter(manifest.patients.values()))["phases"])
+            self.G = build_generator(cfg.model, size, channels, n_classes, n_diseases, phases)
             self.D = build_discriminator(cfg.model, size, channels, n_classes)
         self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
         self.gan = GANStep(cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime)
@@ -311,10 +312,14 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
                 for k, v in losses.items():
                     tf.summary.scalar(f"train/{k}", v)
 
+        steps_before = int(trainer.step_in_epoch.numpy())
         means = trainer.train_epoch(progress=lambda n, losses: bar.update(n, list(losses.items())), on_step=on_step)
+        train_seconds, steps = time.time() - epoch_start, int(trainer.step_in_epoch.numpy()) - steps_before
         validation = evaluate_prepared(trainer.G, manifest, "validation", cfg, trainer.predict_fn) if has_validation else None
         improved = trainer.end_epoch(validation)
-        row = {"epoch": epoch + 1, **means, "seconds": time.time() - epoch_start}
+        # The step rate lets a reader compare machines (training steps only, validation excluded).
+        row = {"epoch": epoch + 1, **means, "seconds": time.time() - epoch_start, "steps": steps,
+               "s_per_step": train_seconds / steps, "steps_per_s": steps / train_seconds}
         if validation:
             row.update({f"val_{k}": v for k, v in validation.items() if k != "patients"})
         rows.append(row)

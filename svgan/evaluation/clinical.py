@@ -1,0 +1,125 @@
+"""Clinical features of a cardiac segmentation, and the classic ACDC diagnosis from them.
+
+The ACDC groups are defined by whole-heart quantities at end-diastole (ED) and
+end-systole (ES) (Bernard et al., IEEE TMI 2018, section II): ventricular volumes
+and ejection fractions, myocardial mass and wall thickness, indexed by body
+surface area. The challenge's best diagnosis methods (Isensee et al., Wolterink et
+al., Khened et al., STACOM 2017) computed such features from their own predicted
+segmentation and fitted a small classifier on the training patients. This module
+does the same, as the reference that the model's own disease head is compared
+with (``svgan evaluate`` reports both on the same patients).
+
+Label maps are in training classes (1 RV, 2 MYO, 3 LV), [2 (ED, ES), X, Y, Z],
+with the spacing from the header zooms in mm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+RV, MYO, LV = 1, 2, 3
+MYOCARDIUM_DENSITY = 1.05  # g/ml, as the ACDC challenge computes myocardial mass
+
+# The features the reference classifier reads, in this order.
+FEATURES = ("LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass", "MYO_max_thickness",
+            "LV_EDVi", "LV_ESVi", "RV_EDVi", "RV_ESVi", "MYO_massi", "RV_LV_EDV_ratio", "MYO_mass_LV_EDV_ratio")
+
+
+def body_surface_area(height_cm: float, weight_kg: float) -> float:
+    """Mosteller's formula, m^2: sqrt(height [cm] * weight [kg] / 3600)."""
+    return math.sqrt(height_cm * weight_kg / 3600.0)
+
+
+def _ejection_fraction(edv: float, esv: float) -> float:
+    return 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
+
+
+def ventricle_indices(label: np.ndarray, spacing) -> dict:
+    """LV and RV volumes (ml) at ED and ES, ejection fractions (%) and myocardial mass at ED (g)."""
+    ml = float(np.prod(spacing[:3])) / 1000.0
+    vol = {(i, k): float(np.count_nonzero(label[i] == k)) * ml for i in (0, 1) for k in (RV, MYO, LV)}
+    return {"LV_EDV": vol[0, LV], "LV_ESV": vol[1, LV], "LV_EF": _ejection_fraction(vol[0, LV], vol[1, LV]),
+            "RV_EDV": vol[0, RV], "RV_ESV": vol[1, RV], "RV_EF": _ejection_fraction(vol[0, RV], vol[1, RV]),
+            "MYO_mass": vol[0, MYO] * MYOCARDIUM_DENSITY}
+
+
+def max_wall_thickness(myocardium: np.ndarray, cavity: np.ndarray, spacing) -> float:
+    """Largest myocardial wall thickness in mm over the slices of one phase ([X, Y, Z] masks).
+
+    In each slice with both myocardium and LV cavity, the thickness at a point of the
+    outer myocardial border (a myocardium pixel that touches neither myocardium nor
+    cavity) is its in-plane distance to the nearest cavity pixel, centre to centre: a
+    wall n pixels thick measures n pixels. 0 where no slice holds both.
+    """
+    cross = ndimage.generate_binary_structure(2, 1)
+    best = 0.0
+    for z in range(myocardium.shape[2]):
+        myo, cav = myocardium[..., z], cavity[..., z]
+        if not myo.any() or not cav.any():
+            continue
+        outside = np.pad(~(myo | cav), 1, constant_values=True)  # beyond the array counts as outside
+        outer = ndimage.binary_dilation(outside, cross)[1:-1, 1:-1] & myo
+        if outer.any():
+            distance = ndimage.distance_transform_edt(~cav, sampling=[float(s) for s in spacing[:2]])
+            best = max(best, float(distance[outer].max()))
+    return best
+
+
+def clinical_features(label: np.ndarray, spacing, height_cm: float | None, weight_kg: float | None) -> dict:
+    """Every feature of ``FEATURES`` for one patient; indexed ones are NaN without height and weight."""
+    f = ventricle_indices(label, spacing)
+    f["MYO_max_thickness"] = max_wall_thickness(label[0] == MYO, label[0] == LV, spacing)
+    bsa = body_surface_area(height_cm, weight_kg) if height_cm and weight_kg else float("nan")
+    for key in ("LV_EDV", "LV_ESV", "RV_EDV", "RV_ESV"):
+        f[key + "i"] = f[key] / bsa
+    f["MYO_massi"] = f["MYO_mass"] / bsa
+    f["RV_LV_EDV_ratio"] = f["RV_EDV"] / f["LV_EDV"] if f["LV_EDV"] > 0 else float("nan")
+    f["MYO_mass_LV_EDV_ratio"] = f["MYO_mass"] / f["LV_EDV"] if f["LV_EDV"] > 0 else float("nan")
+    return f
+
+
+def height_weight(info: dict) -> tuple[float | None, float | None]:
+    """Height (cm) and weight (kg) from an ACDC Info.cfg dict; None where absent or unreadable."""
+    def number(key):
+        try:
+            value = float(info.get(key, ""))
+        except ValueError:
+            return None
+        return value if value > 0 else None
+    return number("Height"), number("Weight")
+
+
+def _matrix(rows: list[dict]) -> np.ndarray:
+    x = np.array([[float(r[k]) for k in FEATURES] for r in rows], dtype=np.float64)
+    return np.nan_to_num(x, nan=-1.0, posinf=-1.0, neginf=-1.0)  # a missing value is its own branch for the trees
+
+
+class ClinicalClassifier:
+    """A random forest on ``FEATURES``, fitted on the training patients' features only.
+
+    Random forests were the challenge entrants' usual choice; they need no feature
+    scaling, and thresholds on single features are how the groups are defined.
+    """
+
+    def __init__(self, trees: int = 500, seed: int = 0):
+        from sklearn.ensemble import RandomForestClassifier
+
+        self.forest = RandomForestClassifier(n_estimators=trees, random_state=seed, min_samples_leaf=1)
+        self.num_classes = 0
+
+    def fit(self, rows: list[dict], diseases) -> "ClinicalClassifier":
+        diseases = np.asarray(diseases, int)
+        if len(rows) == 0 or len(rows) != len(diseases):
+            raise ValueError(f"need one disease per feature row, got {len(rows)} rows and {len(diseases)} labels")
+        self.forest.fit(_matrix(rows), diseases)
+        return self
+
+    def predict_proba(self, rows: list[dict], num_classes: int) -> np.ndarray:
+        """[N, num_classes] probabilities; classes absent from the training rows get 0."""
+        out = np.zeros((len(rows), num_classes))
+        if rows:
+            out[:, self.forest.classes_] = self.forest.predict_proba(_matrix(rows))
+        return out

@@ -1,0 +1,100 @@
+"""The whole path on real ACDC patients (../shared/data/acdc-training): prepare with the checked-in
+real-data config, train a few steps, evaluate held-out real patients, predict back to native geometry."""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from svgan.cli import main
+
+from conftest import REPO, SHARED_DATA, TINY_MODEL, requires_shared_data
+
+COHORT = os.path.join(SHARED_DATA, "acdc-training")
+TRAIN_PATIENTS = ("patient001", "patient021")  # DCM, HCM
+HELD_OUT = "patient061"  # NOR
+FAST = TINY_MODEL + ["model.classifier_units=[8]", "train.epochs=1", "train.steps_per_epoch=3",
+                     "pipeline.sequence_length=8"]
+
+
+def _link_patients(folder, ids):
+    """A raw ACDC folder of links to real patients (the data is never copied)."""
+    os.makedirs(folder, exist_ok=True)
+    for pid in ids:
+        os.symlink(os.path.join(COHORT, pid), os.path.join(folder, pid))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real_acdc")
+    raw = _link_patients(root / "raw", TRAIN_PATIENTS)
+    config = os.path.join(REPO, "configs", "real_acdc.yaml")
+    assert main(["prepare", "acdc", raw, str(root / "prepared"), "--config", config, "--workers", "1",
+                 "--set", "prepare.split_fractions=[1.0, 0.0, 0.0]"]) == 0
+    run = str(root / "run")
+    assert main(["train", "--config", config, "--data", str(root / "prepared"), "--run-dir", run,
+                 *[a for o in FAST for a in ("--set", o)]]) == 0
+    return root, run
+
+
+@requires_shared_data
+def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_run, tmp_path):
+    root, run = real_run
+    with open(os.path.join(run, "history.csv")) as f:
+        header = f.readline().strip().split(",")
+    assert {"steps", "s_per_step", "steps_per_s"} <= set(header)  # the step rate of every epoch
+    held_out = _link_patients(tmp_path / "held_out", [HELD_OUT])
+    assert main(["evaluate", run, "--data", held_out, "--out", str(tmp_path / "eval")]) == 0
+    with open(tmp_path / "eval" / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["patients"] == 1 and summary["seen_in_training"] == []
+    assert set(summary["regions"]) == {"LV", "RV", "MYO"}
+    assert sum(map(sum, summary["diagnosis"]["confusion_matrix"])) == 1  # the model's own head
+    ref = summary["diagnosis_clinical_reference"]
+    assert ref["training_patients"] == len(TRAIN_PATIENTS) and ref["patients"] == 1
+    assert ref["predictions"][HELD_OUT] in ("NOR", "MINF", "DCM", "HCM", "ARV")
+    assert os.path.isfile(tmp_path / "eval" / "confusion_matrix_clinical_reference.csv")
+    assert os.path.isfile(os.path.join(run, "clinical_features_train.json"))
+
+
+@requires_shared_data
+def test_a_patient_the_run_trained_on_is_flagged_and_one_without_group_is_scored_for_segmentation_only(real_run, tmp_path):
+    _, run = real_run
+    folder = tmp_path / "mixed"
+    _link_patients(folder, [TRAIN_PATIENTS[0]])
+    nogroup = folder / "patient099"  # a testing-style patient: Info.cfg without Group
+    nogroup.mkdir()
+    for name in os.listdir(os.path.join(COHORT, "patient099")):
+        if name.endswith(".nii.gz"):
+            os.symlink(os.path.join(COHORT, "patient099", name), nogroup / name)
+    with open(os.path.join(COHORT, "patient099", "Info.cfg")) as f:
+        (nogroup / "Info.cfg").write_text("".join(line for line in f if not line.startswith("Group")))
+    assert main(["evaluate", run, "--data", str(folder), "--out", str(tmp_path / "eval")]) == 0
+    with open(tmp_path / "eval" / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["patients"] == 2 and summary["seen_in_training"] == [TRAIN_PATIENTS[0]]
+    # Only the patient with a known group enters either diagnosis.
+    assert sum(map(sum, summary["diagnosis"]["confusion_matrix"])) == 1
+    assert summary["diagnosis_clinical_reference"]["patients"] == 1
+
+
+@requires_shared_data
+def test_prediction_of_a_real_patient_has_its_header_shape_and_acdc_labels(real_run, tmp_path):
+    _, run = real_run
+    held_out = _link_patients(tmp_path / "in", [HELD_OUT])
+    assert main(["predict", run, held_out, str(tmp_path / "out")]) == 0
+    info = dict(line.split(":", 1) for line in open(os.path.join(COHORT, HELD_OUT, "Info.cfg")) if ":" in line)
+    for phase in ("ED", "ES"):
+        frame = f"{HELD_OUT}_frame{int(info[phase]):02d}"
+        source = nib.load(os.path.join(COHORT, HELD_OUT, frame + ".nii.gz"))
+        pred = nib.load(tmp_path / "out" / f"{frame}_pred.nii.gz")
+        assert pred.shape == source.shape
+        assert np.array_equal(pred.affine, source.affine) and pred.header.get_zooms() == source.header.get_zooms()
+        assert (int(pred.header["sform_code"]), int(pred.header["qform_code"])) == \
+            (int(source.header["sform_code"]), int(source.header["qform_code"]))
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 3}
+    with open(tmp_path / "out" / f"{HELD_OUT}_pred.json") as f:
+        assert set(json.load(f)["probabilities"]) == {"NOR", "MINF", "DCM", "HCM", "ARV"}
