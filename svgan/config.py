@@ -159,18 +159,26 @@ class LossConfig:
 class TrainConfig:
     epochs: int = 120  # seed 000
     learning_rate: float = 1e-4  # seed 000, RMSprop for both networks
+    # Seed 000: a constant rate. "cosine" decays both rates to 0 over train.epochs (ours: a run
+    # with a fixed budget of steps ends on small steps instead of mid-oscillation).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     discriminator_learning_rate: Optional[float] = None  # None: the same as the generator's
     d_steps: int = 1  # discriminator updates per generator update
     clipnorm: Optional[float] = None
     steps_per_epoch: Optional[int] = None  # None: one pass over the training windows
     early_stopping_patience: Optional[int] = 20  # epochs without a better validation Dice
-    max_minutes: Optional[float] = None  # stop after the epoch that passes this wall-clock budget
+    # Wall-clock budget of the whole run: no epoch starts that would end past it, judged by the
+    # last epoch (ours). None: bounded by epochs alone.
+    max_minutes: Optional[float] = None
     # "auto": on where a GPU is visible, off on CPU (where both are slower; see DESIGN notes).
     mixed_precision: Literal["auto", "on", "off"] = "auto"
     jit_compile: Literal["auto", "on", "off"] = "auto"
     # auto: MirroredStrategy over several GPUs, MultiWorkerMirroredStrategy when TF_CONFIG is set.
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
     deterministic: bool = True  # tf.config.experimental.enable_op_determinism (not with XLA)
+    # model.classifier=volumes: full-batch Adam iterations of the disease head on every training
+    # patient after each epoch (ours; svgan/training/head_fit.py). 0: the GAN step alone trains it.
+    head_fit_iterations: int = 300
     run_dir: str = "runs"
     image_summaries: bool = True
 
@@ -244,6 +252,8 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(t.epochs >= 1 and t.learning_rate > 0 and t.d_steps >= 0, "train.epochs >= 1, learning_rate > 0, d_steps >= 0")
     check(t.clipnorm is None or t.clipnorm > 0, "train.clipnorm must be > 0 or null")
     check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")
+    check(t.head_fit_iterations >= 0, "train.head_fit_iterations must be >= 0")
+    check(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes must be > 0 or null")
 
 
 # ---------------------------------------------------------------- loading

@@ -96,3 +96,32 @@ def test_saved_generator_loads_in_a_fresh_process_with_plain_load_model(generato
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0 and "loaded" in result.stdout, result.stderr[-2000:]
+
+
+def test_structure_sizes_by_hand():
+    from svgan.models.blocks import PhaseStructureSizes
+
+    # One sequence of 2 ED slices then 2 ES slices; class fractions per slice (background, RV, LV).
+    fractions = np.array([[[0.7, 0.1, 0.2], [0.9, 0.0, 0.1],
+                           [0.8, 0.1, 0.1], [0.95, 0.05, 0.0]]], np.float32)
+    eps = 1e-3
+    out = PhaseStructureSizes(phases=2, epsilon=eps)(fractions).numpy()[0]
+    ed_mean, ed_peak = [0.05, 0.15], [0.1, 0.2]
+    es_mean, es_peak = [0.075, 0.05], [0.1, 0.1]
+    expected = np.log(np.array(ed_mean + ed_peak + es_mean + es_peak) + eps)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_volume_head_learns_only_from_its_own_layers_and_reloads(tmp_path):
+    cfg = ModelConfig(base_filters=4, recurrent_units=4, discriminator_filters=4, classifier_units=[8], classifier="volumes")
+    g = build_generator(cfg, (32, 32), 1, 4, 5, num_phases=2)
+    x = tf.random.normal((2, 6, 32, 32, 1))
+    with tf.GradientTape() as tape:
+        disease = g(x)["disease"]
+        loss = tf.reduce_sum(disease * tf.random.normal(disease.shape))
+    grads = dict(zip([v.path for v in g.trainable_variables], tape.gradient(loss, g.trainable_variables)))
+    reached = {path.split("/")[0] for path, grad in grads.items() if grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0}
+    assert reached == {"cls_dense0", "cls_logits"}  # the segmentation is not bent by the disease loss
+    path = str(tmp_path / "g.keras")
+    g.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(x)["disease"].numpy(), g(x)["disease"].numpy(), atol=1e-6)

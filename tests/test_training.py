@@ -245,3 +245,50 @@ print("multi-worker", isinstance(trainer.runtime.strategy, tf.distribute.MultiWo
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "multi-worker True 1" in result.stdout
+
+
+def test_time_budget_stops_before_an_epoch_that_would_overrun_it():
+    from svgan.training.fit import out_of_time
+
+    assert not out_of_time(20 * 60, 5 * 60, max_minutes=30)  # 20 + 5 <= 30: one more epoch
+    assert out_of_time(26 * 60, 5 * 60, max_minutes=30)  # 26 + 5 > 30: stop now
+    assert not out_of_time(10 ** 6, 10 ** 6, max_minutes=None)
+
+
+def test_head_fit_pass_standardises_the_features_and_fits_every_training_patient(acdc_prepared, tmp_path):
+    from svgan.data.manifest import load_manifest
+    from svgan.models import build_generator
+    from svgan.training.head_fit import DiseaseHeadFit
+
+    cfg = tiny_config("acdc", "model.classifier=volumes", "prepare.split_fractions=[1.0, 0.0, 0.0]")
+    manifest = load_manifest(acdc_prepared)
+    G = build_generator(cfg.model, (48, 48), 1, 4, 5, num_phases=2)
+    fit = DiseaseHeadFit(G, manifest, cfg.pipeline.sequence_length, np.ones(5), iterations=500)
+    x, y, _ = fit._window_features()
+    result = fit.on_epoch_end()
+    standardize = G.get_layer("cls_standardize")
+    np.testing.assert_allclose(standardize.mean.numpy(), x.mean(0), rtol=1e-5)
+    # The training patients' groups are told apart from their (untrained) structure sizes alone.
+    ids = [pid for pid in manifest.split_ids("train") if manifest.patients[pid]["disease"] is not None]
+    if len(set(y)) == len(ids):  # one patient per group, as the fixture writes them
+        assert result["head_fit_window_accuracy"] == 1.0
+    assert result["head_fit_loss"] < np.log(5)
+
+
+def test_volume_head_run_records_the_head_fit_in_its_history(acdc_prepared, tmp_path):
+    run = str(tmp_path / "run")
+    train(tiny_config("acdc", "model.classifier=volumes", "train.epochs=1", "train.steps_per_epoch=2",
+                      "train.head_fit_iterations=20"), acdc_prepared, run_dir=run, verbose=False)
+    with open(os.path.join(run, "history.csv")) as f:
+        row = next(csv.DictReader(f))
+    assert float(row["head_fit_loss"]) > 0 and float(row["steps"]) == 2 and float(row["s_per_step"]) > 0
+
+
+def test_cosine_learning_rate_falls_from_the_rate_to_zero_over_the_run():
+    schedule = gan_step.learning_rate(4e-4, "cosine", total_steps=100)
+    # 0.5 * (1 + cos(pi * step / total)) * rate
+    assert float(schedule(0)) == pytest.approx(4e-4)
+    assert float(schedule(50)) == pytest.approx(2e-4)
+    assert float(schedule(25)) == pytest.approx(4e-4 * 0.5 * (1 + np.cos(np.pi / 4)))
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-12)
+    assert gan_step.learning_rate(4e-4, "constant", None) == 4e-4

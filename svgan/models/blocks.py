@@ -132,6 +132,22 @@ class PhaseStructureSizes(keras.layers.Layer):
         return {**super().get_config(), "phases": self.phases, "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(PACKAGE)
+class Standardize(keras.layers.Layer):
+    """(x - mean) / scale per feature, with mean and scale as non-trainable weights (0 and 1 at first).
+
+    Whoever fits the layers after it sets them from training data (``DiseaseHeadFit``); they
+    are saved with the model and in checkpoints like any weight.
+    """
+
+    def build(self, input_shape):
+        self.mean = self.add_weight(shape=(input_shape[-1],), initializer="zeros", trainable=False, name="mean")
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", trainable=False, name="scale")
+
+    def call(self, x):
+        return (ops.cast(x, "float32") - self.mean) / self.scale
+
+
 def conv_block(x, filters: int, convs: int, kernel_size: int, norm: str, activation: str, name: str):
     """``convs`` x (3x3 convolution, optional group norm, activation)."""
     for i in range(convs):

@@ -30,8 +30,8 @@ from __future__ import annotations
 import keras
 
 from ..config import ModelConfig
-from .blocks import (AggregateSlices, BoundLogits, BroadcastToMap, FoldTime, PhaseStructureSizes, ReverseTime, UnfoldTime,
-                     bidirectional_recurrence, conv_block)
+from .blocks import (AggregateSlices, BoundLogits, BroadcastToMap, FoldTime, PhaseStructureSizes, ReverseTime, Standardize,
+                     UnfoldTime, bidirectional_recurrence, conv_block)
 
 
 def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int, num_classes: int,
@@ -74,6 +74,7 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
         fractions = UnfoldTime(name="unfold_class_fractions")(
             keras.layers.GlobalAveragePooling2D(name="class_fractions")(keras.layers.Softmax(name="seg_probs")(seg)), images)
         features = PhaseStructureSizes(num_phases, name="structure_sizes")(fractions)
+        features = Standardize(name="cls_standardize")(features)
         for i, units in enumerate(cfg.classifier_units):
             features = keras.layers.Dense(units, activation="relu", name=f"cls_dense{i}")(features)
         disease = keras.layers.Dense(num_diseases, name="cls_logits")(features)

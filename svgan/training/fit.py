@@ -42,6 +42,7 @@ from ..models.discriminator import build_discriminator
 from ..models.generator import build_generator
 from . import runtime as runtime_module
 from .gan_step import LOSS_NAMES, GANStep
+from .head_fit import DiseaseHeadFit
 
 CONFIG_NAME = "config.yaml"
 GENERATOR_NAME = "generator.keras"
@@ -54,6 +55,24 @@ class TrainingError(SvganError):
 
 class TrainingInterrupted(SvganError):
     """Ctrl-C: a checkpoint was saved; the run can be resumed."""
+
+
+def epoch_callbacks(cfg: Config, trainer: "Trainer") -> list:
+    """What runs after each epoch's steps and before validation; each ``on_epoch_end()`` returns history columns."""
+    callbacks = []
+    if cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0:
+        callbacks.append(DiseaseHeadFit(trainer.G, trainer.manifest, cfg.pipeline.sequence_length,
+                                        trainer.disease_weights, cfg.train.head_fit_iterations))
+    return callbacks
+
+
+def out_of_time(elapsed_s: float, last_epoch_s: float, max_minutes: float | None) -> bool:
+    """Whether the next epoch, if it lasts as long as the last one, would end past the budget.
+
+    So ``train.max_minutes`` bounds the whole run (only a first epoch longer than the
+    budget can overrun it).
+    """
+    return max_minutes is not None and elapsed_s + last_epoch_s > 60.0 * max_minutes
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -93,7 +112,8 @@ class Trainer:
             self.G = build_generator(cfg.model, size, channels, n_classes, n_diseases, phases)
             self.D = build_discriminator(cfg.model, size, channels, n_classes)
         self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
-        self.gan = GANStep(cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime)
+        self.gan = GANStep(cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime,
+                           total_steps=cfg.train.epochs * self.steps_per_epoch())
         self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, name="step_in_epoch")
         self.best = tf.Variable(-math.inf, dtype=tf.float64, name="best_validation")
@@ -103,6 +123,7 @@ class Trainer:
                                               best=self.best, bad_epochs=self.bad_epochs)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
         self.predict_fn = make_predict_fn(self.G)
+        self.epoch_callbacks = epoch_callbacks(cfg, self)
 
     # ---------------------------------------------------------------- set-up
 
@@ -315,11 +336,14 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
         steps_before = int(trainer.step_in_epoch.numpy())
         means = trainer.train_epoch(progress=lambda n, losses: bar.update(n, list(losses.items())), on_step=on_step)
         train_seconds, steps = time.time() - epoch_start, int(trainer.step_in_epoch.numpy()) - steps_before
+        extra = {}
+        for callback in trainer.epoch_callbacks:
+            extra.update(callback.on_epoch_end())
         validation = evaluate_prepared(trainer.G, manifest, "validation", cfg, trainer.predict_fn) if has_validation else None
         improved = trainer.end_epoch(validation)
         # The step rate lets a reader compare machines (training steps only, validation excluded).
         row = {"epoch": epoch + 1, **means, "seconds": time.time() - epoch_start, "steps": steps,
-               "s_per_step": train_seconds / steps, "steps_per_s": steps / train_seconds}
+               "s_per_step": train_seconds / steps, "steps_per_s": steps / train_seconds, **extra}
         if validation:
             row.update({f"val_{k}": v for k, v in validation.items() if k != "patients"})
         rows.append(row)
@@ -339,9 +363,14 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
         if patience is not None and has_validation and int(trainer.bad_epochs.numpy()) >= patience:
             summary["stopped"] = f"early stopping after {patience} epochs without a better validation Dice"
             break
-        if cfg.train.max_minutes is not None and (time.time() - started) / 60 >= cfg.train.max_minutes:
-            summary["stopped"] = f"time budget of {cfg.train.max_minutes} minutes reached"
+        if out_of_time(time.time() - started, row["seconds"], cfg.train.max_minutes):
+            summary["stopped"] = (f"time budget of {cfg.train.max_minutes} minutes: another epoch of "
+                                  f"{row['seconds'] / 60:.1f} minutes would not end within it")
             break
+    trained = [r for r in rows if r.get("steps")]
+    if trained:  # over the epochs of this run folder, resumed ones included
+        steps, seconds = sum(r["steps"] for r in trained), sum(r["steps"] * r["s_per_step"] for r in trained)
+        summary.update({"steps": int(steps), "s_per_step": seconds / steps, "steps_per_s": steps / seconds})
     summary.update({"run_dir": run_dir, "epochs_done": int(trainer.epoch.numpy()),
                     "best_validation_dice": None if not has_validation else float(trainer.best.numpy()),
                     "minutes": (time.time() - started) / 60, "history": history_path,

@@ -20,10 +20,27 @@ from ..losses import (discriminator_loss, generator_adversarial_loss, total_gene
 LOSS_NAMES = ("d_loss", "g_loss", "adversarial", "segmentation", "classification")
 
 
+def learning_rate(rate: float, schedule: str, total_steps: int | None):
+    """A constant rate, or a cosine decay to 0 over ``total_steps`` optimizer updates.
+
+    The schedule reads the optimizer's own update counter, which checkpoints save, so a
+    resumed run continues on the same curve.
+    """
+    import keras
+
+    if schedule == "constant":
+        return rate
+    if not total_steps:
+        raise ValueError("a cosine learning-rate schedule needs the run's total number of steps")
+    return keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(total_steps), alpha=0.0)
+
+
 class GANStep:
     """Holds G, D, their RMSprop optimizers and the class weights; ``step(batch)`` trains once."""
 
-    def __init__(self, cfg: Config, generator, discriminator, seg_weights, disease_weights, runtime):
+    def __init__(self, cfg: Config, generator, discriminator, seg_weights, disease_weights, runtime,
+                 total_steps: int | None = None):
+        """``total_steps``: the run's planned generator updates, over which ``train.lr_schedule`` decays."""
         tf = import_tf()
         import keras
 
@@ -31,8 +48,11 @@ class GANStep:
         self.num_classes = int(generator.get_layer("seg_logits").filters)
         t = cfg.train
         with runtime.strategy.scope():
-            self.g_opt = keras.optimizers.RMSprop(t.learning_rate, global_clipnorm=t.clipnorm)
-            self.d_opt = keras.optimizers.RMSprop(t.discriminator_learning_rate or t.learning_rate, global_clipnorm=t.clipnorm)
+            self.g_opt = keras.optimizers.RMSprop(learning_rate(t.learning_rate, t.lr_schedule, total_steps),
+                                                  global_clipnorm=t.clipnorm)
+            self.d_opt = keras.optimizers.RMSprop(
+                learning_rate(t.discriminator_learning_rate or t.learning_rate, t.lr_schedule, total_steps * t.d_steps
+                              if total_steps else None), global_clipnorm=t.clipnorm)
             if runtime.mixed_precision:
                 self.g_opt = keras.optimizers.LossScaleOptimizer(self.g_opt)
                 self.d_opt = keras.optimizers.LossScaleOptimizer(self.d_opt)
