@@ -7,11 +7,11 @@ learning rate. Measured on real ACDC (issue 7), its cross-entropy stayed at
 ln 5 (chance over five groups) for three epochs: RMSprop moves a weight by about
 the learning rate per step whatever the loss weight, far too little for the
 small differences in structure size between patients. This pass fits the head
-on every training patient at once: it computes the structure sizes of each
-window of each training patient (the evaluation windows, every slice of both
-phases once: half the work of inference's overlapping windows, from the same
-distribution), sets the head's ``Standardize`` layer to their mean and standard
-deviation, and runs full-batch Adam on the dense layers for a fixed number of
+on every training patient at once: it computes the structure sizes of the windows
+that inference reads (every half window over all slices of both phases, as
+``predict_patient`` runs them for ``svgan predict``: never padded, so their mean
+sizes are those the head meets at inference), sets the head's ``Standardize``
+layer to their mean and standard deviation, and runs full-batch Adam on the dense layers for a fixed number of
 iterations from their current weights, each patient weighted once in all and by
 the selective class weight of its group (seed 000 Eq. 2). A fresh optimizer per
 pass keeps runs deterministic and resumable (nothing to checkpoint beyond the
@@ -23,8 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._tf import import_tf
-from ..data.pipeline import extract_sequence, window_starts
+from ..data.pipeline import extract_sequence
 from ..data.prepare import load_prepared
+from ..evaluation.inference import overlapping_starts
 
 FEATURE_LAYER = "structure_sizes"
 
@@ -57,7 +58,7 @@ class DiseaseHeadFit:
                 continue
             image, _ = load_prepared(self.manifest.patient_file(pid))
             length = self.length // image.shape[0]
-            starts = window_starts(image.shape[1], length, training=False)
+            starts = overlapping_starts(image.shape[1], length)
             sequences = [extract_sequence(image, None, s, length)[0] for s in starts]
             for b in range(0, len(sequences), self.batch_size):
                 x = tf.constant(np.stack(sequences[b:b + self.batch_size]))
