@@ -363,7 +363,7 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
         if patience is not None and has_validation and int(trainer.bad_epochs.numpy()) >= patience:
             summary["stopped"] = f"early stopping after {patience} epochs without a better validation Dice"
             break
-        if out_of_time(time.time() - started, row["seconds"], cfg.train.max_minutes):
+        if epoch + 1 < cfg.train.epochs and out_of_time(time.time() - started, row["seconds"], cfg.train.max_minutes):
             summary["stopped"] = (f"time budget of {cfg.train.max_minutes} minutes: another epoch of "
                                   f"{row['seconds'] / 60:.1f} minutes would not end within it")
             break
