@@ -89,7 +89,8 @@ def run(name: str, part: str) -> None:
         _inference(name, spec, G, t, b, rng)
         return
     D = build_discriminator(cfg.model, (size, size), c, NUM_CLASSES)
-    gan = GANStep(cfg, G, D, np.ones(NUM_CLASSES), np.ones(spec["diseases"]), rt)
+    # A cosine schedule needs a planned length; its value does not change a step's cost.
+    gan = GANStep(cfg, G, D, np.ones(NUM_CLASSES), np.ones(spec["diseases"]), rt, total_steps=100 * cfg.train.epochs)
     batch = {"image": tf.constant(rng.normal(size=(b, t, size, size, c)).astype(np.float32)),
              "label": tf.constant(rng.integers(0, NUM_CLASSES, size=(b, t, size, size)).astype(np.int32)),
              "disease": tf.constant(rng.integers(0, spec["diseases"], size=(b,)).astype(np.int32))}
