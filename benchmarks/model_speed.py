@@ -11,7 +11,11 @@ allocator settings can only be made before TensorFlow starts). For each it print
   on random tensors of the configuration's shape;
 - inference: seconds for one whole volume through the saved generator.keras, the way
   ``svgan predict`` runs it (windows every half window, overlapping probabilities averaged)
-  and in one pass (each slice once), with the peak resident memory of the process.
+  and in one pass (each slice once), with the peak resident memory of the process, the
+  arithmetic of one pass (multiply-adds of every convolution and recurrence, counted from the
+  layers' shapes), the rate it ran at, and this machine's rate on one large 3x3 convolution:
+  the last divides the arithmetic into the shortest time any implementation of this
+  model at float32 could take here.
 
 ``--compare`` runs every measurement twice: with svgan's allocator defaults
 (svgan/_memory.py: TensorFlow's BFC CPU allocator, raised glibc thresholds) and with
@@ -104,6 +108,41 @@ def run(name: str, part: str) -> None:
     print(f"[{name}] training peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
+def multiply_adds_per_slice(model) -> int:
+    """Multiply-adds of one slice through the model's convolutions and bidirectional recurrences."""
+    import keras
+    import numpy as np
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            total += int(np.prod(layer.output.shape[1:3])) * int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.Bidirectional):
+            cell = layer.forward_layer.cell
+            positions = int(np.prod(layer.output.shape[2:-1])) if len(layer.output.shape) > 3 else 1
+            weights = int(np.prod(cell.kernel.shape)) + int(np.prod(cell.recurrent_kernel.shape))
+            total += 2 * positions * weights
+    return total
+
+
+def conv_peak_gflops(repeats: int = 10) -> float:
+    """GFLOP/s of one 3x3, 128 -> 128 channel convolution on 16 maps of 64 x 64 (a UNet's bulk)."""
+    from svgan._tf import import_tf
+
+    tf = import_tf()
+    x, k = tf.random.normal((16, 64, 64, 128)), tf.random.normal((3, 3, 128, 128))
+
+    @tf.function
+    def conv(x, k):
+        return tf.nn.conv2d(x, k, 1, "SAME")
+
+    conv(x, k).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        conv(x, k).numpy()
+    return 2 * 16 * 64 * 64 * 9 * 128 * 128 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def _inference(name, spec, G, t, b, rng) -> None:
     import keras
     import numpy as np
@@ -126,6 +165,11 @@ def _inference(name, spec, G, t, b, rng) -> None:
     print(f"[{name}] inference ({_allocator_label()}): {seconds[True]:.1f} s as svgan predict runs it (overlapping windows), "
           f"{seconds[False]:.1f} s in one pass, for {spec['phases']} x {spec['slices']} slices at {size}x{size} through the "
           f"saved model; peak RSS {peak_mb:.0f} MB")
+    gflop = 2 * multiply_adds_per_slice(G) * spec["phases"] * spec["slices"] / 1e9
+    peak = conv_peak_gflops()
+    print(f"[{name}] inference arithmetic: {gflop:,.0f} GFLOP per pass, run at {gflop / seconds[False]:.0f} GFLOP/s; "
+          f"this machine's 3x3 convolution rate {peak:.0f} GFLOP/s, so no float32 pass can take less than "
+          f"{gflop / peak:.1f} s here")
 
 
 def main() -> None:

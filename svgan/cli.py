@@ -185,7 +185,8 @@ def cmd_predict(args) -> int:
     for i, record in enumerate(records):
         try:
             volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
-            pred, disease = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
+            pred, disease = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"),
+                                           overlap=not args.single_pass)
             outputs = prediction_paths(args.out_dir, volume, record.info)
             for p, out in enumerate(outputs):
                 write_prediction(pred[p], record.format, volume.geometry[p], out)
@@ -254,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("input", help="a raw patient folder, or a folder of them")
     p.add_argument("out_dir")
+    p.add_argument("--single-pass", action="store_true",
+                   help="each slice through the model once instead of in two overlapping windows (half the time)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")

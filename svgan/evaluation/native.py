@@ -2,7 +2,8 @@
 
 The raw volumes go through exactly the preprocessing of training (the run's
 ``prepare`` settings and the Nyul landmarks of its manifest), every slice is
-inferred (overlapping windows, averaged), and the crop, resize and resampling are undone (``restore_labels``),
+inferred (overlapping windows, averaged; ``overlap=False`` sees each slice once, half the
+arithmetic), and the crop, resize and resampling are undone (``restore_labels``),
 so that the label map has the input's shape. It is written with the input's
 own header (affine, qform/sform codes, zooms: ACDC's spacing lives only in the
 zooms), in the dataset's label convention.
@@ -23,12 +24,13 @@ from ..data.readers import PatientVolume
 from .inference import predict_patient
 
 
-def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard=None) -> tuple[np.ndarray, np.ndarray]:
+def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard=None,
+                   overlap: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(training classes [P, X, Y, Z] on the input grid, disease probabilities [M])."""
     standard = None if not cfg.prepare.nyul or nyul_standard is None else np.asarray(nyul_standard)
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=standard)
     probs, disease = predict_patient(predict_fn, prepared.image, cfg.pipeline.sequence_length,
-                                     cfg.pipeline.batch_size, cfg.pipeline.image_size, overlap=True)
+                                     cfg.pipeline.batch_size, cfg.pipeline.image_size, overlap=overlap)
     classes = probs.argmax(-1).astype(np.uint8)
     native = np.stack([restore_labels(classes[p], prepared.crop) for p in range(classes.shape[0])])
     return native, disease
