@@ -153,6 +153,14 @@ class LossConfig:
     # -w_y log p_y on the same probabilities instead (ours, for comparison: the L1 has no gradient
     # left once the softmax saturates).
     classification_loss: Literal["l1", "crossentropy"] = "l1"
+    # The segmentation term of Eq. 5. Seed 000: Eq. 3's selective-weighted cross-entropy
+    # (weights from Eq. 2; selective_weights above). The toolkit's losses (seed 001,
+    # svgan/losses/segmentation.py) replace it by name; svgan/losses/registry.py maps the names.
+    segmentation_loss: Literal["weighted_crossentropy", "dice", "tversky", "focal_tversky", "focal", "combo",
+                               "unified_focal"] = "weighted_crossentropy"
+    # Keyword arguments of the chosen loss beyond its paper defaults, e.g. {gamma: 0.3} or
+    # {asymmetric: false, rare_classes: [1, 3]}.
+    segmentation_loss_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -279,6 +287,10 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}", source)
         return _from_dict(tp, value, where, source)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}", source)
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}", source)

@@ -137,6 +137,21 @@ class WeightedL1Classification(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable("svgan")
+class WeightedCrossentropyClassification(keras.losses.Loss):
+    """Alternative to seed 000 Eq. 4 (ours): -w_y log p_y on the slice-aggregated disease probabilities."""
+
+    def __init__(self, class_weights, name="weighted_crossentropy_classification", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        return weighted_crossentropy_classification(y_true, y_pred, self.class_weights)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
+@keras.saving.register_keras_serializable("svgan")
 class GeneratorAdversarialLoss(keras.losses.Loss):
     """Seed 000 Eq. 1, non-saturating generator term; ``y_pred`` are D's logits on G's output."""
 

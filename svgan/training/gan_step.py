@@ -2,9 +2,11 @@
 
 Real pairs are (image sequence, one-hot ground truth); generated pairs are
 (image sequence, the generator's class probabilities). The generator's loss is
-the non-saturating adversarial term plus the selective-weighted cross-entropy
-(Eq. 3) plus the selective-weighted L1 on the slice-aggregated disease
-probabilities (Eq. 4), each with its weight from ``LossConfig``.
+the non-saturating adversarial term plus the segmentation term (by default the
+selective-weighted cross-entropy of Eq. 3) plus the classification term (by
+default the selective-weighted L1 on the slice-aggregated disease probabilities,
+Eq. 4), each with its weight from ``LossConfig``; the segmentation and
+classification terms come from the loss registry by their config names.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import numpy as np
 
 from .._tf import import_tf
 from ..config import Config
-from ..losses import (discriminator_loss, generator_adversarial_loss, total_generator_loss,
-                      weighted_categorical_crossentropy, weighted_crossentropy_classification,
-                      weighted_l1_classification)
+from ..losses import discriminator_loss, generator_adversarial_loss, total_generator_loss
+from ..losses.registry import build_classification_loss, build_segmentation_loss
 
 LOSS_NAMES = ("d_loss", "g_loss", "adversarial", "segmentation", "classification")
 
@@ -59,9 +60,11 @@ class GANStep:
             # Built now so that a checkpoint restores their slots before the first step.
             self.g_opt.build(self.G.trainable_variables)
             self.d_opt.build(self.D.trainable_variables)
-        self.seg_weights = tf.constant(np.asarray(seg_weights, np.float32))
-        self.disease_weights = tf.constant(np.asarray(disease_weights, np.float32))
         lc = cfg.loss
+        self.segmentation_loss = build_segmentation_loss(lc.segmentation_loss, np.asarray(seg_weights, np.float32),
+                                                         lc.segmentation_loss_args)
+        self.classification_loss = build_classification_loss(lc.classification_loss,
+                                                             np.asarray(disease_weights, np.float32))
         self.loss_weights = (lc.adversarial_weight, lc.segmentation_weight, lc.classification_weight)
         self._compiled = tf.function(self._replica_step, jit_compile=runtime.jit_compile, reduce_retracing=True)
 
@@ -81,14 +84,12 @@ class GANStep:
         out = self.G(batch["image"], training=training)
         fake = tf.nn.softmax(out["segmentation"])
         adversarial = generator_adversarial_loss(self.D([batch["image"], fake], training=training))
-        segmentation = weighted_categorical_crossentropy(batch["label"], out["segmentation"], self.seg_weights)
+        segmentation = self.segmentation_loss(batch["label"], out["segmentation"])
         disease = batch["disease"]
         if self.cfg.loss.classify_labelled_windows_only:
             labelled = tf.reduce_any(batch["label"] > 0, axis=[1, 2, 3])
             disease = tf.where(labelled, disease, -1)  # -1: ignored by Eq. 4
-        classify = (weighted_l1_classification if self.cfg.loss.classification_loss == "l1"
-                    else weighted_crossentropy_classification)
-        classification = classify(disease, out["disease"], self.disease_weights)
+        classification = self.classification_loss(disease, out["disease"])
         total = total_generator_loss(adversarial, segmentation, classification, self.loss_weights)
         return {"g_loss": total, "adversarial": adversarial, "segmentation": segmentation, "classification": classification}
 

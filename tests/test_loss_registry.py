@@ -1,0 +1,54 @@
+"""Loss selection from the config: one registry, every name usable as Eq. 5's segmentation term."""
+
+import typing
+
+import numpy as np
+import pytest
+
+from svgan.config import LossConfig
+from svgan.data.manifest import load_manifest
+from svgan.data.pipeline import make_dataset
+from svgan.errors import ConfigError
+from svgan.losses import weighted_categorical_crossentropy
+from svgan.losses.registry import CLASSIFICATION_LOSSES, SEGMENTATION_LOSSES, build_segmentation_loss
+from svgan.losses.segmentation import unified_focal_loss
+from svgan.training.fit import Trainer
+
+from conftest import tiny_config
+
+
+def test_config_names_are_the_registry_names():
+    hints = typing.get_type_hints(LossConfig)
+    assert set(typing.get_args(hints["segmentation_loss"])) == set(SEGMENTATION_LOSSES)
+    assert set(typing.get_args(hints["classification_loss"])) == set(CLASSIFICATION_LOSSES)
+
+
+def test_bad_loss_arguments_are_one_config_error():
+    with pytest.raises(ConfigError, match="segmentation_loss 'dice'.*unknown parameters"):
+        build_segmentation_loss("dice", [1.0, 1.0], {"gamma": 2})
+    with pytest.raises(ConfigError, match="unknown loss 'dyce'"):
+        build_segmentation_loss("dyce", [1.0, 1.0])
+
+
+@pytest.mark.parametrize("name", sorted(SEGMENTATION_LOSSES))
+def test_every_segmentation_loss_trains_the_core_model(name, brats_prepared, tmp_path):
+    manifest = load_manifest(brats_prepared)
+    args = "{rare_classes: [1, 3]}" if name == "unified_focal" else "{}"
+    cfg = tiny_config("brats", "train.steps_per_epoch=1", "pipeline.batch_size=2", f"loss.segmentation_loss={name}",
+                      f"loss.segmentation_loss_args={args}")
+    trainer = Trainer(cfg, manifest, str(tmp_path))
+    b = next(iter(make_dataset(manifest, "train", cfg, training=True)))
+    batch = {k: b[k] for k in ("image", "label", "disease")}
+    losses = trainer.gan.generator_losses(batch, training=False)
+    logits = trainer.G(batch["image"], training=False)["segmentation"]
+    # The step's term is the named loss on the generator's logits, computed here independently.
+    if name == "weighted_crossentropy":
+        expected = weighted_categorical_crossentropy(batch["label"], logits, trainer.seg_weights)
+    elif name == "unified_focal":
+        expected = np.mean(unified_focal_loss(batch["label"], logits, rare_classes=[1, 3], from_logits=True))
+    else:
+        expected = float(trainer.gan.segmentation_loss(batch["label"], logits))
+        assert type(trainer.gan.segmentation_loss) is SEGMENTATION_LOSSES[name][0]
+    assert float(losses["segmentation"]) == pytest.approx(float(expected), rel=1e-5)
+    step = trainer.gan.step(batch)
+    assert np.isfinite(float(step["g_loss"]))
