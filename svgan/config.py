@@ -99,6 +99,11 @@ class PipelineConfig:
     # Random windows drawn per patient per epoch; None = enough to cover its slices once.
     windows_per_patient: Optional[int] = None
     patients_in_flight: int = 4  # patients interleaved at once (memory vs shuffle quality)
+    # Which training patients an epoch reads (ours; issue 8). "natural": each once, shuffled.
+    # "sqrt" / "balanced": as many draws, with replacement, a disease class drawn with probability
+    # proportional to the square root of its patient count / equally (BraTS HGG:LGG 3:1 becomes
+    # about 1.7:1 / 1:1); patients of unknown class form a class of their own.
+    class_sampling: Literal["natural", "sqrt", "balanced"] = "natural"
     shuffle_buffer: int = 64
     one_hot: bool = False
 

@@ -7,7 +7,7 @@ import pytest
 
 from svgan.config import load_config
 from svgan.data.manifest import Manifest, load_manifest
-from svgan.data.pipeline import extract_sequence, make_dataset, window_starts
+from svgan.data.pipeline import extract_sequence, make_dataset, patient_draws, window_starts
 from svgan.data.prepare import load_prepared
 
 
@@ -137,3 +137,32 @@ def test_overlapping_inference_windows_cover_every_slice_and_end_on_the_last():
             covered.update(range(s, min(s + w, n)))
         assert covered == set(range(n)) and starts[-1] + w >= n
         assert all(b - a <= max(1, w // 2) for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("sampling, lgg_share", [("natural", 0.25), ("sqrt", 1 / (1 + 3 ** 0.5)), ("balanced", 0.5)])
+def test_class_sampling_draws_classes_at_the_configured_ratio(sampling, lgg_share):
+    # 30 HGG (class 0) and 10 LGG (class 1): LGG is drawn with probability n^q / (30^q + 10^q).
+    diseases = [0] * 30 + [1] * 10
+    draws = np.concatenate([patient_draws(diseases, sampling, np.random.default_rng(s)) for s in range(300)])
+    assert len(draws) == 300 * 40
+    assert np.mean(np.array(diseases)[draws] == 1) == pytest.approx(lgg_share, abs=0.01)
+    if sampling == "natural":
+        assert sorted(patient_draws(diseases, sampling, np.random.default_rng(0))) == list(range(40))
+
+
+def test_balanced_sampling_reaches_the_pipeline_and_unknown_classes_are_a_class(brats_prepared):
+    # Patients 0 and 1 have no known class: as a class of their own they get half the draws.
+    unknown = [patient_draws([None, None] + [0] * 6, "balanced", np.random.default_rng(s)) < 2 for s in range(200)]
+    assert np.mean(unknown) == pytest.approx(0.5, abs=0.03)
+    manifest = load_manifest(brats_prepared)
+    train_ids = manifest.split_ids("train")
+    lgg = {i for i in train_ids if manifest.patients[i]["disease"] == 1}
+    shares = {}
+    for sampling in ("natural", "balanced"):
+        cfg = load_config(None, ["pipeline.sequence_length=4", "prepare.image_size=[48, 48]", "pipeline.batch_size=1",
+                                 f"pipeline.class_sampling={sampling}"])
+        patients = [p.decode() for seed in range(6)
+                    for b in make_dataset(manifest, "train", cfg, training=True, seed=seed)
+                    for p in b["patient"].numpy()]
+        shares[sampling] = np.mean([p in lgg for p in patients])
+    assert shares["balanced"] > shares["natural"] + 0.1, shares

@@ -97,6 +97,28 @@ def _warp(tf, images, transform, out_h, out_w, interpolation: str):
         fill_value=0.0, interpolation=interpolation, fill_mode="CONSTANT")
 
 
+CLASS_SAMPLING_EXPONENTS = {"natural": 1.0, "sqrt": 0.5, "balanced": 0.0}
+
+
+def patient_draws(diseases: list, sampling: str, rng: np.random.Generator) -> np.ndarray:
+    """Patient indices for one training epoch under ``pipeline.class_sampling``.
+
+    "natural": every patient once, shuffled. Otherwise len(diseases) draws with replacement:
+    class c (None, unknown, is a class of its own) with probability proportional to
+    n_c ** exponent (sqrt: 0.5, balanced: 0), then a patient of that class uniformly.
+    """
+    n = len(diseases)
+    if sampling == "natural":
+        return rng.permutation(n)
+    keys = ["?" if d is None else str(d) for d in diseases]
+    counts = {k: keys.count(k) for k in set(keys)}
+    exponent = CLASS_SAMPLING_EXPONENTS[sampling]
+    class_mass = {k: c ** exponent for k, c in counts.items()}
+    total = sum(class_mass.values())
+    probs = np.array([class_mass[k] / total / counts[k] for k in keys])
+    return rng.choice(n, size=n, replace=True, p=probs / probs.sum())
+
+
 def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, seed: int | None = None,
                  patient_ids: list[str] | None = None):
     """A tf.data.Dataset of batched sequences for one split (see the module docstring)."""
@@ -136,7 +158,11 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
         return tf.data.Dataset.from_generator(windows, args=(index, random_seed), output_signature=signature)
 
     patients = tf.data.Dataset.range(len(ids))
-    if training:
+    if training and pipe.class_sampling != "natural":
+        draws = patient_draws([manifest.patients[pid]["disease"] for pid in ids], pipe.class_sampling,
+                              np.random.default_rng([seed & 0x7FFFFFFF, 11]))
+        patients = tf.data.Dataset.from_tensor_slices(draws.astype(np.int64))
+    elif training:
         patients = patients.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
     randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip(patients, randoms).interleave(
