@@ -152,7 +152,7 @@ def test_class_sampling_draws_classes_at_the_configured_ratio(sampling, lgg_shar
 
 def test_balanced_sampling_reaches_the_pipeline_and_unknown_classes_are_a_class(brats_prepared):
     # Patients 0 and 1 have no known class: as a class of their own they get half the draws.
-    unknown = [patient_draws([None, None] + [0] * 6, "balanced", np.random.default_rng(s)) < 2 for s in range(200)]
+    unknown = [patient_draws([None, None] + [0] * 6, "balanced", np.random.default_rng(s)) < 2 for s in range(1000)]
     assert np.mean(unknown) == pytest.approx(0.5, abs=0.03)
     manifest = load_manifest(brats_prepared)
     train_ids = manifest.split_ids("train")
