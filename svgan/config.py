@@ -157,7 +157,10 @@ class LossConfig:
     # Seed 000 Eq. 4 is a weighted L1 on the slice-aggregated probabilities; "crossentropy" uses
     # -w_y log p_y on the same probabilities instead (ours, for comparison: the L1 has no gradient
     # left once the softmax saturates).
-    classification_loss: Literal["l1", "crossentropy"] = "l1"
+    # "focal": Lin et al.'s focal loss on the same probabilities (seed 002: alpha 0.25, gamma 2 for
+    # two classes; classification_loss_args changes them).
+    classification_loss: Literal["l1", "crossentropy", "focal"] = "l1"
+    classification_loss_args: dict[str, Any] = field(default_factory=dict)
     # The segmentation term of Eq. 5. Seed 000: Eq. 3's selective-weighted cross-entropy
     # (weights from Eq. 2; selective_weights above). The toolkit's losses (seed 001,
     # svgan/losses/segmentation.py) replace it by name; svgan/losses/registry.py maps the names.

@@ -52,3 +52,21 @@ def test_every_segmentation_loss_trains_the_core_model(name, brats_prepared, tmp
     assert float(losses["segmentation"]) == pytest.approx(float(expected), rel=1e-5)
     step = trainer.gan.step(batch)
     assert np.isfinite(float(step["g_loss"]))
+
+
+def test_focal_classification_defaults_follow_the_class_count(brats_prepared, tmp_path):
+    from svgan.losses.focal import focal_loss
+    from svgan.losses.registry import build_classification_loss
+
+    assert build_classification_loss("focal", [1.0, 1.0]).alpha == 0.25  # seed 002, binary
+    assert build_classification_loss("focal", [1.0] * 5).alpha is None
+    assert build_classification_loss("focal", [1.0] * 5, {"alpha": [1, 2, 3, 4, 5]}).alpha == [1, 2, 3, 4, 5]
+    manifest = load_manifest(brats_prepared)
+    cfg = tiny_config("brats", "pipeline.batch_size=2", "loss.classification_loss=focal",
+                      "loss.classify_labelled_windows_only=false")
+    trainer = Trainer(cfg, manifest, str(tmp_path))
+    b = next(iter(make_dataset(manifest, "train", cfg, training=True)))
+    batch = {k: b[k] for k in ("image", "label", "disease")}
+    logits = trainer.G(batch["image"], training=False)["disease"]
+    expected = np.mean(focal_loss(batch["disease"], logits, alpha=0.25, gamma=2.0, from_logits=True))
+    assert float(trainer.gan.generator_losses(batch, training=False)["classification"]) == pytest.approx(expected, rel=1e-5)

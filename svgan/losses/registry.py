@@ -26,7 +26,11 @@ SEGMENTATION_LOSSES = {
 CLASSIFICATION_LOSSES = {
     "l1": (WeightedL1Classification, True),  # seed 000 Eq. 4
     "crossentropy": (WeightedCrossentropyClassification, True),
+    "focal": (FocalLoss, False),  # seed 002's classifier loss; alpha 0.25, gamma 2 for two classes
 }
+# Seed 002 (MelaNet): alpha = 0.25 on class 1, 0.75 on class 0 (Lin et al.'s binary convention);
+# a scalar alpha means nothing for more classes, where the default is no alpha.
+FOCAL_CLASSIFICATION_DEFAULTS = {"gamma": 2.0, "alpha": 0.25}
 
 
 def _build(table: dict, name: str, class_weights, args: dict | None, what: str):
@@ -49,4 +53,9 @@ def build_segmentation_loss(name: str, class_weights, args: dict | None = None):
 
 def build_classification_loss(name: str, class_weights, args: dict | None = None):
     """A Keras loss on (disease classes [B], -1 = unknown; disease logits [B, M]) -> scalar."""
+    if name == "focal":
+        defaults = dict(FOCAL_CLASSIFICATION_DEFAULTS)
+        if len(class_weights) != 2:
+            defaults["alpha"] = None
+        args = {**defaults, **(args or {})}
     return _build(CLASSIFICATION_LOSSES, name, class_weights, args, "classification_loss")
