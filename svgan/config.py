@@ -136,6 +136,9 @@ class ModelConfig:
     # not stop Eq. 4's L1 from settling on the majority class (see BoundLogits).
     classifier_logit_bound: float = 6.0
     dropout: float = 0.0
+    # Seed 001's selective attention: an additive attention gate (Eq. 1) on every skip connection
+    # of the generator, gated by the coarser decoder level (off in seed 000).
+    attention_gates: bool = False
     discriminator_filters: int = 32
     # Seed 000: pixel-level PatchGAN (N = 1); N > 1 judges N x N patches.
     patch_size: int = 1

@@ -125,3 +125,40 @@ def test_volume_head_learns_only_from_its_own_layers_and_reloads(tmp_path):
     path = str(tmp_path / "g.keras")
     g.save(path)
     np.testing.assert_allclose(keras.models.load_model(path)(x)["disease"].numpy(), g(x)["disease"].numpy(), atol=1e-6)
+
+
+def test_attention_gate_coefficients_lie_in_0_1_and_scale_the_skip():
+    from svgan.models.blocks import AttentionGate
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 8, 8, 6)).astype(np.float32)
+    g = rng.normal(size=(2, 4, 4, 10)).astype(np.float32) * 3
+    gate = AttentionGate(4)
+    out, alpha = gate([x, g])
+    alpha = np.asarray(alpha)
+    assert alpha.shape == (2, 8, 8, 1) and alpha.min() >= 0.0 and alpha.max() <= 1.0 and alpha.std() > 0
+    assert np.allclose(out, x * alpha, atol=1e-6)
+    # With psi's kernel at zero every coefficient is sigmoid(b_psi), whatever x and g: sigmoid(0.7) = 0.668188.
+    gate.psi.kernel.assign(np.zeros(gate.psi.kernel.shape, np.float32))
+    gate.psi.bias.assign([0.7])
+    out, alpha = gate([x, g])
+    assert np.allclose(alpha, 0.668188, atol=1e-6) and np.allclose(out, 0.668188 * x, atol=1e-5)
+
+
+def test_generator_with_attention_gates_saves_its_maps_and_reloads(tmp_path):
+    from svgan.evaluation.attention_maps import attention_maps, save_attention_figure
+
+    cfg = ModelConfig(base_filters=4, recurrent_units=4, depth=2, attention_gates=True, classifier_units=[8])
+    G = build_generator(cfg, (16, 16), 2, 3, 2)
+    images = np.random.default_rng(1).normal(size=(1, 3, 16, 16, 2)).astype(np.float32)
+    maps = attention_maps(G, images)
+    assert [m.shape for m in maps] == [(1, 3, 8, 8), (1, 3, 16, 16)]  # coarsest gate first
+    assert all(0.0 <= m.min() and m.max() <= 1.0 for m in maps)
+    path = tmp_path / "g.keras"
+    G.save(path)
+    again = keras.models.load_model(path)
+    assert np.allclose(again(images)["segmentation"], G(images)["segmentation"], atol=1e-5)
+    save_attention_figure(again, images[0][None], str(tmp_path / "attention.png"))
+    assert (tmp_path / "attention.png").stat().st_size > 1000
+    assert not attention_maps(build_generator(ModelConfig(base_filters=4, recurrent_units=4, depth=2), (16, 16), 2, 3, 2),
+                              images)

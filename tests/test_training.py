@@ -292,3 +292,10 @@ def test_cosine_learning_rate_falls_from_the_rate_to_zero_over_the_run():
     assert float(schedule(25)) == pytest.approx(4e-4 * 0.5 * (1 + np.cos(np.pi / 4)))
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-12)
     assert gan_step.learning_rate(4e-4, "constant", None) == 4e-4
+
+
+def test_run_with_attention_gates_writes_the_attention_figure(brats_prepared, tmp_path):
+    cfg = _cfg("train.epochs=1", "train.steps_per_epoch=1", "model.attention_gates=true")
+    train(cfg, brats_prepared, run_dir=str(tmp_path), verbose=False)
+    assert (tmp_path / "attention.png").stat().st_size > 1000
+    assert keras.models.load_model(tmp_path / "generator.keras").get_layer("attention0") is not None

@@ -169,3 +169,45 @@ def bidirectional_recurrence(sequence, kind: str, units: int, name: str):
     pooled = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name=f"{name}_pool")(sequence)
     cell = keras.layers.LSTM(units, return_sequences=True, name=f"{name}_lstm")
     return keras.layers.Bidirectional(cell, merge_mode="concat", name=name)(pooled)
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class AttentionGate(keras.layers.Layer):
+    """Additive attention gate of seed 001 Eq. 1 (Oktay et al., "Attention U-Net", MIDL 2018, Eq. 1-2).
+
+        q = psi^T relu(W_x^T x + W_g^T g + b_g) + b_psi,    alpha = sigmoid(q)
+
+    ``x``: the skip connection [N, H, W, Cx]; ``g``: the gating signal from the coarser level
+    [N, H/2, W/2, Cg]. W_x is a 2x2 convolution of stride 2 (x brought to g's grid), W_g and psi
+    are 1x1 convolutions; the coefficients are resampled bilinearly to x's grid (seed 001:
+    "trilinear interpolation" in 3D) and scale every channel of x. Returns (alpha * x, alpha).
+    Seed 001's text names the two non-linearities the other way round (sigma_1 outside, sigma_2
+    inside); the published gate applies the ReLU inside and the sigmoid outside, as here.
+    """
+
+    def __init__(self, inter_channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.inter_channels = int(inter_channels)
+        self.theta_x = keras.layers.Conv2D(self.inter_channels, 2, strides=2, use_bias=False, name="theta_x")
+        self.phi_g = keras.layers.Conv2D(self.inter_channels, 1, use_bias=True, name="phi_g")
+        self.psi = keras.layers.Conv2D(1, 1, use_bias=True, name="psi")
+
+    def build(self, input_shapes):
+        x_shape, g_shape = input_shapes
+        self.theta_x.build(x_shape)
+        self.phi_g.build(g_shape)
+        self.psi.build((*g_shape[:-1], self.inter_channels))
+
+    def call(self, inputs):
+        x, g = inputs
+        q = self.psi(ops.relu(self.theta_x(x) + self.phi_g(g)))
+        alpha = ops.sigmoid(q)
+        alpha = ops.image.resize(alpha, ops.shape(x)[1:3], interpolation="bilinear")
+        return x * ops.cast(alpha, x.dtype), alpha
+
+    def compute_output_shape(self, input_shapes):
+        x_shape = input_shapes[0]
+        return x_shape, (*x_shape[:-1], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "inter_channels": self.inter_channels}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import keras
 
 from ..config import ModelConfig
-from .blocks import (AggregateSlices, BoundLogits, BroadcastToMap, FoldTime, PhaseStructureSizes, ReverseTime, Standardize,
+from .blocks import (AggregateSlices, AttentionGate, BoundLogits, BroadcastToMap, FoldTime, PhaseStructureSizes, ReverseTime, Standardize,
                      UnfoldTime, bidirectional_recurrence, conv_block)
 
 
@@ -63,8 +63,11 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
         x = keras.layers.Dropout(cfg.dropout, name="bottleneck_dropout")(x)
 
     for level in reversed(range(cfg.depth)):
+        skip = skips[level]
+        if cfg.attention_gates:  # seed 001: the coarser decoder level gates the skip connection
+            skip, _ = AttentionGate(max(1, skip.shape[-1] // 2), name=f"attention{level}")([skip, x])
         x = keras.layers.UpSampling2D(2, name=f"up{level}")(x)
-        x = keras.layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = keras.layers.Concatenate(name=f"skip{level}")([x, skip])
         x = conv_block(x, cfg.base_filters * 2 ** level, cfg.convs_per_level, cfg.kernel_size, cfg.norm, "relu", f"dec{level}")
     seg = keras.layers.Conv2D(num_classes, 1, name="seg_logits")(x)
     seg = keras.layers.Activation("linear", dtype="float32", name="seg_float32")(seg)

@@ -8,6 +8,7 @@ A run folder holds everything needed to resume, evaluate and predict:
     generator.keras      the best generator on the validation Dice (loads with keras.models.load_model)
     history.csv          one row per epoch: mean losses, validation scores, seconds
     curves.png           the training curves
+    attention.png        with model.attention_gates: each gate's coefficients on a validation slice
     logs/                TensorBoard scalars and image summaries
 
 Exact resume: every epoch's input pipeline is seeded by (seed, epoch), so a
@@ -293,6 +294,21 @@ def _image_summary(trainer: Trainer, step: int) -> None:
     tf.summary.image("validation/input_truth_prediction", panels[None].astype(np.float32), step=step)
 
 
+def _attention_figure(trainer: Trainer, path: str, epoch: int) -> None:
+    """Seed 001's attention coefficients on the middle slice of the first validation patient."""
+    tf = import_tf()
+    from ..data.prepare import load_prepared
+    from ..evaluation.attention_maps import save_attention_figure
+
+    ids = trainer.manifest.split_ids("validation") or trainer.manifest.split_ids("train")
+    image, _ = load_prepared(trainer.manifest.patient_file(ids[0]))
+    size = model_size(trainer.manifest, trainer.cfg)
+    if tuple(image.shape[2:4]) != tuple(size):
+        p, z, h, w, c = image.shape
+        image = tf.reshape(tf.image.resize(tf.reshape(image, (-1, h, w, c)), size), (p, z, *size, c)).numpy()
+    save_attention_figure(trainer.G, image, path, f"{ids[0]}, epoch {epoch}")
+
+
 def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bool = False, verbose: bool = True) -> dict:
     """Train (or resume) a run; returns the final summary (also in RUN/summary.json)."""
     tf = import_tf()
@@ -349,6 +365,8 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
         rows.append(row)
         _write_history(history_path, rows)
         plot_curves(rows, os.path.join(run_dir, "curves.png"))
+        if cfg.model.attention_gates:
+            _attention_figure(trainer, os.path.join(run_dir, "attention.png"), epoch + 1)
         with writer.as_default(step=epoch + 1):
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, float) and math.isfinite(v):
