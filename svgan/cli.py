@@ -135,7 +135,8 @@ def cmd_evaluate(args) -> int:
     _, manifest = load_run(args.run_dir)
     n = len(manifest.split_ids(args.split)) if not args.data else 0
     summary = evaluate_run(args.run_dir, args.split, args.data, args.predictions, args.out, args.hausdorff,
-                           progress=_progress_bar(n, f"Evaluating {n} patients of the {args.split} split"))
+                           progress=_progress_bar(n, f"Evaluating {n} patients of the {args.split} split"),
+                           overrides=args.set)
     print(f"{manifest.dataset}: {summary['patients']} patients scored on their native grid")
     print(summary["table"])
     d = summary.get("diagnosis")
@@ -173,7 +174,7 @@ def cmd_predict(args) -> int:
     from .evaluation.native import predict_volume, prediction_paths, write_prediction
     from .training.fit import GENERATOR_NAME, load_run
 
-    cfg, manifest = load_run(args.run_dir)
+    cfg, manifest = load_run(args.run_dir, overrides=args.set)
     path = os.path.join(args.run_dir, GENERATOR_NAME)
     if not os.path.isfile(path):
         raise SvganError("no generator.keras in the run folder", args.run_dir)
@@ -249,12 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN/evaluation)")
     p.add_argument("--hausdorff", default="pooled", choices=["pooled", "max_directed"],
                    help="HD95 as one percentile of both directions pooled (medpy, default) or the larger directed one")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change the run's config for this evaluation, e.g. postprocess.largest_component=true")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write NIfTI predictions in the input's own geometry")
     p.add_argument("run_dir")
     p.add_argument("input", help="a raw patient folder, or a folder of them")
     p.add_argument("out_dir")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change the run's config for this prediction, e.g. postprocess.largest_component=true")
     p.add_argument("--single-pass", action="store_true",
                    help="each slice through the model once instead of in two overlapping windows (half the time)")
     p.set_defaults(func=cmd_predict)

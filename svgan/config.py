@@ -203,6 +203,15 @@ class TrainConfig:
 
 
 @dataclass
+class PostprocessConfig:
+    """What prediction (svgan predict, evaluate, validation) does to the label map (ours)."""
+
+    # Keep only the largest connected component of each structure (3D, per phase): for anatomy
+    # that is one piece, such as the ACDC heart; never for multifocal tumours.
+    largest_component: bool = False
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
@@ -211,6 +220,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     seed: int = 0
 
     def validate(self, source: str | None = None) -> "Config":

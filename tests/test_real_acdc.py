@@ -98,3 +98,20 @@ def test_prediction_of_a_real_patient_has_its_header_shape_and_acdc_labels(real_
         assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 3}
     with open(tmp_path / "out" / f"{HELD_OUT}_pred.json") as f:
         assert set(json.load(f)["probabilities"]) == {"NOR", "MINF", "DCM", "HCM", "ARV"}
+
+
+@requires_shared_data
+def test_largest_component_prediction_leaves_one_piece_per_structure(real_run, tmp_path):
+    from scipy import ndimage
+
+    _, run = real_run
+    held_out = _link_patients(tmp_path / "in", [HELD_OUT])
+    assert main(["predict", run, held_out, str(tmp_path / "out"), "--set", "postprocess.largest_component=true"]) == 0
+    for name in os.listdir(tmp_path / "out"):
+        if name.endswith("_pred.nii.gz"):
+            pred = np.asarray(nib.load(tmp_path / "out" / name).dataobj)
+            for c in (1, 2, 3):
+                if (pred == c).any():
+                    # Restoring the native grid may split a piece thinner than a voxel; never into more than a few.
+                    _, n = ndimage.label(pred == c, structure=np.ones((3, 3, 3)))
+                    assert n <= 3, (name, c, n)

@@ -22,6 +22,7 @@ from ..data.io import NIFTI_SUFFIXES, Geometry, save_nifti
 from ..data.preprocess import preprocess_patient, restore_labels
 from ..data.readers import PatientVolume
 from .inference import predict_patient
+from .postprocess import keep_largest_component
 
 
 def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard=None,
@@ -32,6 +33,8 @@ def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard
     probs, disease = predict_patient(predict_fn, prepared.image, cfg.pipeline.sequence_length,
                                      cfg.pipeline.batch_size, cfg.pipeline.image_size, overlap=overlap)
     classes = probs.argmax(-1).astype(np.uint8)
+    if cfg.postprocess.largest_component:
+        classes = keep_largest_component(classes)
     native = np.stack([restore_labels(classes[p], prepared.crop) for p in range(classes.shape[0])])
     return native, disease
 

@@ -15,6 +15,7 @@ from ..data.conventions import REGIONS
 from ..data.manifest import Manifest
 from ..data.prepare import load_prepared
 from .inference import make_predict_fn, predict_patient
+from .postprocess import keep_largest_component
 from .metrics import dice, sensitivity
 
 
@@ -34,6 +35,8 @@ def evaluate_prepared(generator, manifest: Manifest, split: str, cfg: Config, pr
         probs, disease_probs = predict_patient(predict_fn, image, cfg.pipeline.sequence_length,
                                                cfg.pipeline.batch_size, model_size)
         pred = probs.argmax(-1)
+        if cfg.postprocess.largest_component:
+            pred = keep_largest_component(pred)
         for region, classes in regions.items():
             p, r = np.isin(pred, classes), np.isin(label, classes)
             per_region[region]["dice"].append(dice(p, r))

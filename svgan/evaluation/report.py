@@ -154,11 +154,15 @@ def _write_csv(path: str, rows: list[dict], columns: list[str] | None = None) ->
 
 
 def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
-                 out_dir: str | None = None, hd_method: str = "pooled", progress=None) -> dict:
-    """Score a run (or a folder of predictions) against ground truth; see the module docstring."""
+                 out_dir: str | None = None, hd_method: str = "pooled", progress=None,
+                 overrides: list[str] | None = None) -> dict:
+    """Score a run (or a folder of predictions) against ground truth; see the module docstring.
+
+    ``overrides``: ``section.field=value`` changes to the run's config for this evaluation
+    (``postprocess.largest_component=true``, say)."""
     from ..training.fit import GENERATOR_NAME, load_run
 
-    cfg, manifest = load_run(run_dir)
+    cfg, manifest = load_run(run_dir, overrides=overrides)
     dataset = manifest.dataset
     if data_dir:
         records = discover_patients(data_dir, dataset, cfg.data.format)
@@ -299,7 +303,8 @@ def _training_clinical_features(run_dir: str, cfg, manifest, predict_fn) -> list
     from ..training.fit import GENERATOR_NAME
 
     gen = os.stat(os.path.join(run_dir, GENERATOR_NAME))
-    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns}
+    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns,
+           "largest_component": cfg.postprocess.largest_component}
     path = os.path.join(run_dir, CLINICAL_CACHE)
     if os.path.isfile(path):
         with open(path) as f:

@@ -400,11 +400,12 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
     return summary
 
 
-def load_run(run_dir: str, prepared_dir: str | None = None) -> tuple[Config, Manifest]:
-    """The resolved config of a run folder and its manifest copy, whose patient files live in
-    the prepared folder the run was trained on (or ``prepared_dir``)."""
+def load_run(run_dir: str, prepared_dir: str | None = None, overrides: list[str] | None = None) -> tuple[Config, Manifest]:
+    """The resolved config of a run folder (with ``--set`` style ``overrides``, e.g. for
+    post-processing at evaluation) and its manifest copy, whose patient files live in the
+    prepared folder the run was trained on (or ``prepared_dir``)."""
     if not os.path.isfile(os.path.join(run_dir, CONFIG_NAME)):
         raise SvganError("not a run folder (no config.yaml)", run_dir)
-    cfg = load_config(os.path.join(run_dir, CONFIG_NAME))
+    cfg = load_config(os.path.join(run_dir, CONFIG_NAME), overrides)
     copy = load_manifest(run_dir)
     return cfg, Manifest(prepared_dir or cfg.data.prepared_dir, copy.data)
