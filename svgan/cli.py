@@ -170,6 +170,7 @@ def cmd_predict(args) -> int:
     from .data.io import atomic_path
     from .data.readers import discover_patients, load_patient
     from .errors import DataError
+    from .evaluation.diagnosis import prior_adjusted, training_class_prior
     from .evaluation.inference import make_predict_fn
     from .evaluation.native import predict_volume, prediction_paths, write_prediction
     from .training.fit import GENERATOR_NAME, load_run
@@ -183,11 +184,13 @@ def cmd_predict(args) -> int:
     bar = _progress_bar(len(records), f"Predicting {len(records)} patient(s)")
     failed = {}
     classes = DISEASE_CLASSES[manifest.dataset]
+    prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
     for i, record in enumerate(records):
         try:
             volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
             pred, disease = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"),
                                            overlap=not args.single_pass)
+            disease = prior_adjusted(disease, prior, cfg.postprocess.disease_prior_correction)
             outputs = prediction_paths(args.out_dir, volume, record.info)
             for p, out in enumerate(outputs):
                 write_prediction(pred[p], record.format, volume.geometry[p], out)

@@ -9,6 +9,7 @@ field from the command line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -209,6 +210,10 @@ class PostprocessConfig:
     # Keep only the largest connected component of each structure (3D, per phase): for anatomy
     # that is one piece, such as the ACDC heart; never for multifocal tumours.
     largest_component: bool = False
+    # tau of post-hoc logit adjustment for the patient's class (svgan.evaluation.diagnosis):
+    # 0 = the class of highest probability; 1 = divide by the class shares of the training
+    # draws first, which aims at balanced accuracy on imbalanced cohorts (Menon et al. 2021).
+    disease_prior_correction: float = 0.0
 
 
 @dataclass
@@ -283,6 +288,8 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")
     check(t.head_fit_iterations >= 0, "train.head_fit_iterations must be >= 0")
     check(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes must be > 0 or null")
+    tau = cfg.postprocess.disease_prior_correction
+    check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 
 
 # ---------------------------------------------------------------- loading

@@ -13,7 +13,7 @@ from svgan.config import PrepareConfig
 from svgan.data.manifest import load_manifest
 from svgan.data.preprocess import preprocess_patient, restore_labels
 from svgan.data.readers import discover_patients, load_patient
-from svgan.evaluation.diagnosis import diagnosis_metrics, roc_auc
+from svgan.evaluation.diagnosis import diagnosis_metrics, prior_adjusted, roc_auc, training_class_prior
 from svgan.evaluation.native import write_prediction
 from svgan.evaluation.clinical import ventricle_indices
 from svgan.evaluation.report import agreement, evaluate_run
@@ -35,6 +35,29 @@ def test_diagnosis_metrics_by_hand():
     # AUC for c: positive score 0.3 against negatives 0.1, 0.1, 0.1, 0.4 -> 3 of 4 pairs.
     assert d["auc_c"] == pytest.approx(0.75)
     assert roc_auc([0.5], [0.5]) == 0.5 and np.isnan(roc_auc([], [0.1]))
+
+
+def test_prior_correction_divides_by_the_training_shares_by_hand():
+    # A head trained on 3 HGG : 1 LGG answers p = (0.6, 0.4). Divided by the prior (0.75, 0.25):
+    # (0.8, 1.6) -> (1/3, 2/3), so LGG wins; tau = 0.5 divides by sqrt: (0.6/0.866, 0.4/0.5)
+    # = (0.6928, 0.8) -> (0.4641, 0.5359).
+    p = np.array([0.6, 0.4])
+    np.testing.assert_allclose(prior_adjusted(p, [0.75, 0.25], 1.0), [1 / 3, 2 / 3])
+    np.testing.assert_allclose(prior_adjusted(p, [0.75, 0.25], 0.5), [0.46410, 0.53590], atol=1e-5)
+    np.testing.assert_array_equal(prior_adjusted(p, [0.75, 0.25], 0.0), p)
+    # A class that no training patient had cannot be favoured by the division.
+    np.testing.assert_allclose(prior_adjusted([0.5, 0.3, 0.2], [0.5, 0.5, 0.0], 1.0), [0.625, 0.375, 0.0])
+
+
+def test_training_class_prior_follows_the_split_and_the_sampling(brats_prepared):
+    manifest = load_manifest(brats_prepared)
+    train = [manifest.patients[i]["disease"] for i in manifest.split_ids("train")]
+    n_hgg, n_lgg = train.count(0), train.count(1)
+    assert n_hgg > n_lgg > 0
+    np.testing.assert_allclose(training_class_prior(manifest, "natural"), [n_hgg / (n_hgg + n_lgg), n_lgg / (n_hgg + n_lgg)])
+    r = np.sqrt([n_hgg, n_lgg])
+    np.testing.assert_allclose(training_class_prior(manifest, "sqrt"), r / r.sum())
+    np.testing.assert_allclose(training_class_prior(manifest, "balanced"), [0.5, 0.5])
 
 
 def test_acdc_clinical_indices_by_hand():

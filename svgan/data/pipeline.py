@@ -112,11 +112,22 @@ def patient_draws(diseases: list, sampling: str, rng: np.random.Generator) -> np
         return rng.permutation(n)
     keys = ["?" if d is None else str(d) for d in diseases]
     counts = {k: keys.count(k) for k in set(keys)}
-    exponent = CLASS_SAMPLING_EXPONENTS[sampling]
-    class_mass = {k: c ** exponent for k, c in counts.items()}
-    total = sum(class_mass.values())
-    probs = np.array([class_mass[k] / total / counts[k] for k in keys])
+    shares = class_draw_shares(counts, sampling)
+    probs = np.array([shares[k] / counts[k] for k in keys])
     return rng.choice(n, size=n, replace=True, p=probs / probs.sum())
+
+
+def class_draw_shares(counts: dict, sampling: str) -> dict:
+    """The share of training draws that each class gets under ``pipeline.class_sampling``.
+
+    ``counts`` maps a class to its number of training patients; the share is proportional to
+    count ** exponent (natural 1, sqrt 0.5, balanced 0). This is the class prior the disease
+    head sees during training.
+    """
+    exponent = CLASS_SAMPLING_EXPONENTS[sampling]
+    mass = {k: c ** exponent for k, c in counts.items() if c > 0}
+    total = sum(mass.values())
+    return {k: mass.get(k, 0.0) / total for k in counts}
 
 
 def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, seed: int | None = None,

@@ -58,12 +58,26 @@ def save_arrays(path: str, image: np.ndarray, label: np.ndarray | None) -> None:
             np.savez_compressed(f, **arrays)
 
 
+# CPython 3.11 shares the AST constructor's recursion counter between threads (gh-106905,
+# fixed in 3.12): numpy parses each .npy header with ast.literal_eval, so a read in a tf.data
+# thread can fail with a spurious SystemError while autograph parses code in another thread.
+# The failure is transient; a few retries are enough.
+_AST_RACE = "AST constructor recursion depth mismatch"
+_READ_ATTEMPTS = 5
+
+
 def load_prepared(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(image [P, Z, H, W, C] float32, label [P, Z, H, W] uint8 or None) of a prepared patient."""
     try:
-        with np.load(path) as f:
-            image = f["image"].astype(np.float32)
-            label = f["label"] if "label" in f.files else None
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                with np.load(path) as f:
+                    image = f["image"].astype(np.float32)
+                    label = f["label"] if "label" in f.files else None
+                break
+            except SystemError as e:
+                if _AST_RACE not in str(e) or attempt == _READ_ATTEMPTS - 1:
+                    raise
     except FileNotFoundError:
         raise DataError("prepared patient file not found (prepare again)", path) from None
     except Exception as e:

@@ -1,5 +1,15 @@
-"""Patient-level diagnosis metrics: confusion matrix, accuracy, per-class sensitivity and
-specificity, macro-F1 (seed 003), balanced accuracy, one-vs-rest ROC AUC (seed 002)."""
+"""Patient-level diagnosis: the decision rule and its metrics.
+
+Decision: the class of highest probability, optionally after post-hoc logit adjustment
+(``postprocess.disease_prior_correction``, tau; Menon et al., "Long-tail learning via logit
+adjustment", ICLR 2021): class c wins when log p_c - tau * log pi_c is largest, pi being the
+class shares the disease head saw in training. A head trained on a 3:1 set learns to answer
+the majority class whenever the evidence is weak; dividing by the training prior (tau = 1)
+asks instead which class the evidence favours most, the rule that suits balanced accuracy.
+
+Metrics: confusion matrix, accuracy, per-class sensitivity and specificity, macro-F1
+(seed 003), balanced accuracy, one-vs-rest ROC AUC (seed 002).
+"""
 
 from __future__ import annotations
 
@@ -63,3 +73,32 @@ def diagnosis_metrics(truth, probabilities, class_names) -> dict:
     out["balanced_accuracy"] = float(np.mean(sens)) if sens else float("nan")
     out["macro_f1"] = float(np.mean(f1s)) if f1s else float("nan")
     return out
+
+
+def training_class_prior(manifest, sampling: str) -> np.ndarray:
+    """Class shares [M] of the training draws: the training split's patient counts per disease
+    class under ``pipeline.class_sampling`` (patients of unknown class left out)."""
+    from ..data.pipeline import class_draw_shares
+
+    classes = manifest.disease_classes
+    counts = {k: 0 for k in range(len(classes))}
+    for pid in manifest.split_ids("train"):
+        disease = manifest.patients[pid]["disease"]
+        if disease is not None:
+            counts[int(disease)] += 1
+    if not any(counts.values()):
+        return np.full(len(classes), 1.0 / len(classes))
+    shares = class_draw_shares(counts, sampling)
+    return np.array([shares[k] for k in range(len(classes))])
+
+
+def prior_adjusted(probabilities, prior, tau: float) -> np.ndarray:
+    """Probabilities [..., M] re-weighted by prior ** -tau and renormalised (softmax of the
+    adjusted logits log p - tau log prior). A class absent from training keeps weight 0."""
+    p = np.asarray(probabilities, float)
+    if tau == 0:
+        return p
+    prior = np.asarray(prior, float)
+    weights = np.where(prior > 0, np.power(np.where(prior > 0, prior, 1.0), -float(tau)), 0.0)
+    adjusted = p * weights
+    return adjusted / adjusted.sum(-1, keepdims=True)

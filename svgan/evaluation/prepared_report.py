@@ -15,6 +15,7 @@ from ..data.conventions import REGIONS
 from ..data.manifest import Manifest
 from ..data.prepare import load_prepared
 from .inference import make_predict_fn, predict_patient
+from .diagnosis import prior_adjusted, training_class_prior
 from .postprocess import keep_largest_component
 from .metrics import dice, sensitivity
 
@@ -30,10 +31,12 @@ def evaluate_prepared(generator, manifest: Manifest, split: str, cfg: Config, pr
     label_hits = np.zeros(len(names))
     label_total = np.zeros(len(names))
     diseases, predictions, probabilities = [], [], []
+    prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
     for pid in ids:
         image, label = load_prepared(manifest.patient_file(pid))
         probs, disease_probs = predict_patient(predict_fn, image, cfg.pipeline.sequence_length,
                                                cfg.pipeline.batch_size, model_size)
+        disease_probs = prior_adjusted(disease_probs, prior, cfg.postprocess.disease_prior_correction)
         pred = probs.argmax(-1)
         if cfg.postprocess.largest_component:
             pred = keep_largest_component(pred)

@@ -38,7 +38,7 @@ from ..data.readers import discover_patients, load_patient
 from ..errors import DataError, SvganError
 from . import metrics
 from .clinical import ClinicalClassifier, clinical_features, height_weight
-from .diagnosis import diagnosis_metrics, roc_curve
+from .diagnosis import diagnosis_metrics, prior_adjusted, roc_curve, training_class_prior
 from .native import predict_volume, prediction_names
 
 METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "hausdorff", "hd95", "asd")
@@ -186,7 +186,8 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
         predict_fn = make_predict_fn(keras.models.load_model(path))
 
     rows, challenge_rows, clinical, skipped, overlays = [], [], [], {}, []
-    truths, probabilities = [], []
+    truths, probabilities, diagnosis_rows = [], [], []
+    prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
     for i, record in enumerate(records):
         try:
             volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=True)
@@ -195,6 +196,7 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
                 disease_probs = _external_disease(predictions_dir, volume.patient_id, len(manifest.disease_classes))
             else:
                 pred, disease_probs = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
+                disease_probs = prior_adjusted(disease_probs, prior, cfg.postprocess.disease_prior_correction)
         except DataError as e:
             skipped[record.patient_id] = str(e)
             if progress:
@@ -219,6 +221,12 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
             clinical.append({"patient": volume.patient_id, "disease": volume.disease,
                              **{f"pred_{k}": v for k, v in clinical_features(pred, spacing, height, weight).items()},
                              **{f"true_{k}": v for k, v in clinical_features(volume.label, spacing, height, weight).items()}})
+        if disease_probs is not None:
+            classes = manifest.disease_classes
+            diagnosis_rows.append({"patient": volume.patient_id,
+                                   "true": "" if volume.disease is None else classes[volume.disease],
+                                   "predicted": classes[int(np.argmax(disease_probs))],
+                                   **{f"p_{c}": float(v) for c, v in zip(classes, disease_probs)}})
         if volume.disease is not None and disease_probs is not None:
             truths.append(volume.disease)
             probabilities.append(np.asarray(disease_probs, float).tolist())
@@ -257,6 +265,8 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
                 roc[name] = (fpr, tpr, d[f"auc_{name}"])
         _write_confusion(os.path.join(out_dir, "confusion_matrix.csv"), manifest.disease_classes, d["confusion_matrix"])
     _write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
+    if diagnosis_rows:
+        _write_csv(os.path.join(out_dir, "diagnosis_per_patient.csv"), diagnosis_rows)
     if dataset == "acdc":
         _write_csv(os.path.join(out_dir, "acdc_challenge.csv"), challenge_rows,
                    ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
