@@ -284,6 +284,24 @@ def test_volume_head_run_records_the_head_fit_in_its_history(acdc_prepared, tmp_
     assert float(row["head_fit_loss"]) > 0 and float(row["steps"]) == 2 and float(row["s_per_step"]) > 0
 
 
+def test_volume_head_reads_the_tumour_classes_of_a_one_phase_brats_run(brats_prepared, tmp_path):
+    # BraTS has one phase: the head reads mean and peak log sizes of NCR, ED and ET (6 features),
+    # is fitted after the epoch, and the saved generator gives a grade distribution per window.
+    run = str(tmp_path / "run")
+    train(_cfg("model.classifier=volumes", "train.epochs=1", "train.head_fit_iterations=20"),
+          brats_prepared, run_dir=run, verbose=False)
+    with open(os.path.join(run, "history.csv")) as f:
+        row = next(csv.DictReader(f))
+    assert 0 < float(row["head_fit_loss"]) and 0 <= float(row["head_fit_window_accuracy"]) <= 1
+    import svgan.models  # noqa: F401  (registers the layers)
+
+    G = keras.models.load_model(os.path.join(run, "generator.keras"))
+    assert G.get_layer("structure_sizes").output.shape[-1] == 6
+    assert np.any(G.get_layer("cls_standardize").mean.numpy() != 0)  # set by the head fit
+    disease = keras.ops.softmax(G(np.zeros((1, 4, 48, 48, 4), np.float32))["disease"]).numpy()
+    assert disease.shape == (1, 2) and np.isclose(disease.sum(), 1.0)
+
+
 def test_cosine_learning_rate_falls_from_the_rate_to_zero_over_the_run():
     schedule = gan_step.learning_rate(4e-4, "cosine", total_steps=100)
     # 0.5 * (1 + cos(pi * step / total)) * rate
