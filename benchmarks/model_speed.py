@@ -17,9 +17,11 @@ allocator settings can only be made before TensorFlow starts). For each it print
   the last divides the arithmetic into the shortest time any implementation of this
   model at float32 could take here.
 
-``--compare`` runs every measurement twice: with svgan's allocator defaults
-(svgan/_memory.py: TensorFlow's BFC CPU allocator, raised glibc thresholds) and with
+``--compare`` runs every measurement three times: with svgan's allocator defaults
+(svgan/_memory.py: TensorFlow's BFC CPU allocator, raised glibc thresholds, one glibc
+arena), with glibc's per-thread arenas back (``MALLOC_ARENA_MAX=16``), and with
 ``TF_CPU_ALLOCATOR_USE_BFC=false SVGAN_MALLOPT=0`` (TensorFlow's and glibc's defaults).
+Training steps take their batches from a small tf.data pipeline, as a run does.
 
 demo:      configs/demo_brats.yaml  (base 16, 80 x 80, T = 8, 4 modalities, batch 2; volume 62 slices)
 real-acdc: configs/real_acdc.yaml   (base 16, 128 x 128, T = 16 (8 ED + 8 ES), 1 channel, batch 2; 10 slices x 2 phases)
@@ -47,6 +49,8 @@ CONFIGS = {
 }
 NUM_CLASSES = 4
 UNDO_ALLOCATOR = {"TF_CPU_ALLOCATOR_USE_BFC": "false", "SVGAN_MALLOPT": "0"}
+# glibc's default arena limit on 64-bit systems is 8 per core: 16 on 2 cores.
+PER_THREAD_ARENAS = {"MALLOC_ARENA_MAX": "16"}
 
 
 def _usage():
@@ -54,12 +58,15 @@ def _usage():
     return r.ru_utime, r.ru_stime, r.ru_minflt
 
 
-def _timed_steps(fn, batch, warmup: int, repeats: int) -> dict:
+def _timed_steps(fn, batches, warmup: int, repeats: int) -> dict:
+    """``batches``: one batch (a dict of tensors) or an iterator of batches."""
+    batches = iter(lambda: batches, None) if isinstance(batches, dict) else batches
     for _ in range(warmup):
-        float(fn(batch)["g_loss"])
+        float(fn(next(batches))["g_loss"])
     times = []
     before = _usage()
     for _ in range(repeats):
+        batch = next(batches)
         start = time.perf_counter()
         float(fn(batch)["g_loss"])  # waits for the result
         times.append(time.perf_counter() - start)
@@ -70,7 +77,11 @@ def _timed_steps(fn, batch, warmup: int, repeats: int) -> dict:
 
 
 def _allocator_label() -> str:
-    return "allocator defaults undone" if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "false" else "svgan allocator"
+    if os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == "false":
+        return "allocator defaults undone"
+    if os.environ.get("MALLOC_ARENA_MAX") == PER_THREAD_ARENAS["MALLOC_ARENA_MAX"]:
+        return "svgan allocator but glibc's per-thread arenas"
+    return "svgan allocator"
 
 
 def run(name: str, part: str) -> None:
@@ -98,7 +109,7 @@ def run(name: str, part: str) -> None:
     batch = {"image": tf.constant(rng.normal(size=(b, t, size, size, c)).astype(np.float32)),
              "label": tf.constant(rng.integers(0, NUM_CLASSES, size=(b, t, size, size)).astype(np.int32)),
              "disease": tf.constant(rng.integers(0, spec["diseases"], size=(b,)).astype(np.int32))}
-    m = _timed_steps(gan.step, batch, warmup=2, repeats=5 if name != "full" else 3)
+    m = _timed_steps(gan.step, _input_pipeline(tf, batch), warmup=2, repeats=5 if name != "full" else 3)
     print(f"[{name}] training ({_allocator_label()}): {m['s_per_step']:.2f} s/step ({b * t / m['s_per_step']:.1f} slices/s); "
           f"per step: user {m['user']:.2f} s, system {m['system']:.2f} s, {m['faults']:,.0f} minor page faults; "
           f"batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, {G.count_params() + D.count_params():,} parameters")
@@ -106,6 +117,24 @@ def run(name: str, part: str) -> None:
         eager = _timed_steps(gan._replica_step, batch, warmup=1, repeats=3)
         print(f"[{name}] training eager (no tf.function): {eager['s_per_step']:.2f} s/step")
     print(f"[{name}] training peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def _input_pipeline(tf, batch):
+    """Batches from a tf.data pipeline shaped like svgan's (a Python generator, a parallel map,
+    prefetch), so that its threads run before the first step as they do in a training run:
+    glibc's per-thread arenas only showed in that order (svgan/_memory.py)."""
+    arrays = {k: v.numpy() for k, v in batch.items()}
+
+    def windows():
+        while True:
+            yield arrays
+
+    spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in arrays.items()}
+    ds = tf.data.Dataset.from_generator(windows, output_signature=spec)
+    ds = ds.map(lambda x: dict(x, image=x["image"] + 0.0), num_parallel_calls=tf.data.AUTOTUNE)
+    it = iter(ds.prefetch(tf.data.AUTOTUNE))
+    next(it)
+    return it
 
 
 def multiply_adds_per_slice(model) -> int:
@@ -176,19 +205,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(CONFIGS))
     parser.add_argument("--part", choices=["train", "infer"])
-    parser.add_argument("--compare", action="store_true", help="also measure with the allocator defaults undone")
+    parser.add_argument("--compare", action="store_true", help="also measure with per-thread arenas and with the allocator defaults undone")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run(args.only, args.part)
         return
-    settings = [{}, UNDO_ALLOCATOR] if args.compare else [{}]
+    settings = [{}, PER_THREAD_ARENAS, UNDO_ALLOCATOR] if args.compare else [{}]
     for name in [args.only] if args.only else CONFIGS:
         for part in [args.part] if args.part else ["train", "infer"]:
             for extra in settings:
                 env = {**os.environ, **extra}
-                if not extra:
-                    for key in UNDO_ALLOCATOR:
+                for key in [*UNDO_ALLOCATOR, *PER_THREAD_ARENAS]:
+                    if key not in extra:
                         env.pop(key, None)
                 subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--only", name, "--part", part],
                                check=True, env=env)

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
@@ -41,3 +43,40 @@ def test_glibc_thresholds_are_accepted_where_the_c_library_is_glibc():
     else:
         # mallopt returns 1 only when glibc accepts the value; 32 MiB is its largest mmap threshold.
         assert _memory._glibc_mallopt() is True
+
+
+ARENAS = """
+import ctypes, threading
+import numpy as np
+from svgan._tf import import_tf
+import_tf()
+
+def work():
+    for _ in range(20):
+        np.ones(1_000_000)  # 8 MB from malloc, in the thread's arena
+
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+def _arenas(env_extra: dict) -> int:
+    env = {k: v for k, v in os.environ.items() if k not in ("SVGAN_MALLOPT", "MALLOC_ARENA_MAX")}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", ARENAS], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+
+
+def test_threads_share_one_malloc_arena_so_freed_heaps_are_not_unmapped():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the arena limit is glibc's")
+    # glibc gives each new thread an arena of its own up to its limit (8 per core): the four
+    # threads (and TensorFlow's) make several unless svgan has set the limit to one.
+    assert _arenas({"SVGAN_MALLOPT": "0"}) > 1
+    assert _arenas({}) == 1
