@@ -31,6 +31,7 @@ full:      configs/brats2017.yaml   (paper size: base 32, 256 x 256, T = 8, 4 mo
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import statistics
@@ -60,7 +61,7 @@ def _usage():
 
 def _timed_steps(fn, batches, warmup: int, repeats: int) -> dict:
     """``batches``: one batch (a dict of tensors) or an iterator of batches."""
-    batches = iter(lambda: batches, None) if isinstance(batches, dict) else batches
+    batches = itertools.repeat(batches) if isinstance(batches, dict) else batches
     for _ in range(warmup):
         float(fn(next(batches))["g_loss"])
     times = []
