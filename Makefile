@@ -31,7 +31,7 @@ $(DEMO)/raw/acdc/.complete: | $(STAMP)
 	touch $@
 
 # prepare skips patients that are already prepared, so this is quick the second time.
-# Training runs once (about 5 minutes on 2 CPU cores); `make clean-demo` starts over.
+# Training runs once (about 10 minutes on 2 CPU cores); `make clean-demo` starts over.
 demo: $(STAMP) $(DEMO)/raw/brats/.complete $(DEMO)/raw/acdc/.complete
 	$(SVGAN) prepare brats $(DEMO)/raw/brats $(DEMO)/prepared/brats --config configs/demo_brats.yaml --workers 2 --summary
 	$(SVGAN) prepare acdc $(DEMO)/raw/acdc $(DEMO)/prepared/acdc --config configs/demo_acdc.yaml --workers 2 --summary
