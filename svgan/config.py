@@ -186,6 +186,11 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update
     clipnorm: Optional[float] = None
     steps_per_epoch: Optional[int] = None  # None: one pass over the training windows
+    # Progressive resizing (seed 001; svgan/training/progressive.py): in-plane sizes [h, w]
+    # trained before the model's own size, with the epochs of each; e.g. [[48, 48], [64, 64]]
+    # and [2, 2], then the remaining epochs at the full size. Empty: the full size throughout.
+    progressive_sizes: list[list[int]] = field(default_factory=list)
+    progressive_epochs: list[int] = field(default_factory=list)
     early_stopping_patience: Optional[int] = 20  # epochs without a better validation Dice
     # Wall-clock budget of the whole run: no epoch starts that would end past it, judged by the
     # last epoch (ours). None: bounded by epochs alone.
@@ -288,6 +293,12 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")
     check(t.head_fit_iterations >= 0, "train.head_fit_iterations must be >= 0")
     check(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes must be > 0 or null")
+    sizes, stage_epochs = t.progressive_sizes, t.progressive_epochs
+    check(len(sizes) == len(stage_epochs), "train.progressive_sizes and train.progressive_epochs need one entry per stage")
+    check(all(isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(v, int) and v >= 16 and v % (2 ** m.depth) == 0
+                                                                   for v in s) for s in sizes),
+          f"train.progressive_sizes: each stage needs [h, w], integers >= 16 divisible by 2^model.depth = {2 ** m.depth}")
+    check(all(isinstance(e, int) and e >= 1 for e in stage_epochs), "train.progressive_epochs: each stage needs >= 1 epoch")
     tau = cfg.postprocess.disease_prior_correction
     check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 

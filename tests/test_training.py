@@ -317,3 +317,39 @@ def test_run_with_attention_gates_writes_the_attention_figure(brats_prepared, tm
     train(cfg, brats_prepared, run_dir=str(tmp_path), verbose=False)
     assert (tmp_path / "attention.png").stat().st_size > 1000
     assert keras.models.load_model(tmp_path / "generator.keras").get_layer("attention0") is not None
+
+
+def test_progressive_stage_follows_the_epoch():
+    from svgan.training.progressive import stage_size
+
+    sizes, epochs = [[32, 32], [48, 48]], [2, 1]
+    assert [stage_size(e, sizes, epochs, (64, 64)) for e in range(5)] == [(32, 32), (32, 32), (48, 48), (64, 64), (64, 64)]
+    assert stage_size(0, [], [], (64, 64)) == (64, 64)
+
+
+def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mid_schedule(brats_prepared, tmp_path):
+    manifest = load_manifest(brats_prepared)
+    cfg = _cfg("train.epochs=3", "train.progressive_sizes=[[32, 32]]", "train.progressive_epochs=[2]")
+
+    # resize() copies every weight and the optimizers' slots and step counters.
+    trainer = Trainer(cfg, manifest, str(tmp_path / "probe"))
+    trainer.gan.step(_batch(manifest, cfg))
+    before = _weights(trainer) + [v.numpy() for v in trainer.gan.g_opt.variables + trainer.gan.d_opt.variables]
+    trainer.resize((32, 32))
+    assert trainer.G.inputs[0].shape[2:4] == (32, 32) and trainer.cfg.pipeline.image_size == [32, 32]
+    after = _weights(trainer) + [v.numpy() for v in trainer.gan.g_opt.variables + trainer.gan.d_opt.variables]
+    assert len(before) == len(after) and all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert int(trainer.gan.g_opt.iterations.numpy()) == 1
+
+    # Two epochs at 32 x 32, then one at the full 48 x 48; the saved model is always full size.
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "straight"), verbose=False)
+    with open(tmp_path / "straight" / "history.csv") as f:
+        assert [int(float(r["image_height"])) for r in csv.DictReader(f)] == [32, 32, 48]
+    assert keras.models.load_model(tmp_path / "straight" / "generator.keras").inputs[0].shape[2:4] == (48, 48)
+    straight = _final_weights(tmp_path / "straight", cfg, manifest)
+
+    # Stopped after epoch 1 (mid-stage) and resumed: the same weights as the uninterrupted run.
+    one = _cfg("train.epochs=1", "train.progressive_sizes=[[32, 32]]", "train.progressive_epochs=[2]")
+    train(one, brats_prepared, run_dir=str(tmp_path / "resumed"), verbose=False)
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "resumed"), resume=True, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "resumed", cfg, manifest)))

@@ -21,6 +21,7 @@ saves a checkpoint at the current step and stops.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -44,6 +45,7 @@ from ..models.generator import build_generator
 from . import runtime as runtime_module
 from .gan_step import LOSS_NAMES, GANStep
 from .head_fit import DiseaseHeadFit
+from .progressive import ProgressiveResizing
 
 CONFIG_NAME = "config.yaml"
 GENERATOR_NAME = "generator.keras"
@@ -65,6 +67,15 @@ def epoch_callbacks(cfg: Config, trainer: "Trainer") -> list:
         callbacks.append(DiseaseHeadFit(trainer.G, trainer.manifest, cfg.pipeline.sequence_length,
                                         trainer.disease_weights, cfg.train.head_fit_iterations))
     return callbacks
+
+
+def epoch_schedules(cfg: Config, trainer: "Trainer") -> list:
+    """What runs before each epoch's steps; each ``on_epoch_begin(epoch)`` returns history columns."""
+    schedules = []
+    if cfg.train.progressive_sizes:
+        schedules.append(ProgressiveResizing(trainer, cfg.train.progressive_sizes, cfg.train.progressive_epochs,
+                                             trainer.full_size))
+    return schedules
 
 
 def out_of_time(elapsed_s: float, last_epoch_s: float, max_minutes: float | None) -> bool:
@@ -104,27 +115,64 @@ class Trainer:
         self.cfg, self.manifest, self.run_dir = cfg, manifest, run_dir
         if not manifest.split_ids("train"):
             raise TrainingError("the training split is empty", manifest.root)
+        self.base_cfg = cfg  # self.cfg is the current stage's (progressive resizing changes its image size)
         self.runtime = runtime_module.configure(cfg.train, cfg.seed)
-        size = model_size(manifest, cfg)
-        channels = len(manifest.data["modalities"])
-        n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
-        with self.runtime.strategy.scope():
-            phases = len(next(iter(manifest.patients.values()))["phases"])
-            self.G = build_generator(cfg.model, size, channels, n_classes, n_diseases, phases)
-            self.D = build_discriminator(cfg.model, size, channels, n_classes)
+        self.full_size = self.size = model_size(manifest, cfg)
         self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
-        self.gan = GANStep(cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime,
-                           total_steps=cfg.train.epochs * self.steps_per_epoch())
+        self.G, self.D = self._build_models(self.size)
+        self.gan = self._gan_step()
         self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, name="step_in_epoch")
         self.best = tf.Variable(-math.inf, dtype=tf.float64, name="best_validation")
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
+        self._track_models()
+        self.schedules = epoch_schedules(cfg, self)
+
+    def _build_models(self, size: tuple[int, int]):
+        manifest = self.manifest
+        channels = len(manifest.data["modalities"])
+        n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
+        phases = len(next(iter(manifest.patients.values()))["phases"])
+        with self.runtime.strategy.scope():
+            G = build_generator(self.cfg.model, size, channels, n_classes, n_diseases, phases)
+            D = build_discriminator(self.cfg.model, size, channels, n_classes)
+        return G, D
+
+    def _gan_step(self) -> GANStep:
+        return GANStep(self.cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime,
+                       total_steps=self.cfg.train.epochs * self.steps_per_epoch())
+
+    def _track_models(self) -> None:
+        """Checkpoint, prediction function and epoch callbacks for the current G, D and optimizers."""
+        tf = import_tf()
         self.checkpoint = tf.train.Checkpoint(generator=self.G, discriminator=self.D, g_opt=self.gan.g_opt,
                                               d_opt=self.gan.d_opt, epoch=self.epoch, step=self.step_in_epoch,
                                               best=self.best, bad_epochs=self.bad_epochs)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=3)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=3)
         self.predict_fn = make_predict_fn(self.G)
-        self.epoch_callbacks = epoch_callbacks(cfg, self)
+        self.epoch_callbacks = epoch_callbacks(self.cfg, self)
+
+    def resize(self, size) -> None:
+        """Train at in-plane ``size`` from now on: G and D rebuilt at that size with the current
+        weights and optimizer state (every weight of both is independent of the image size)."""
+        size = tuple(int(v) for v in size)
+        if size == self.size:
+            return
+        pipeline = dataclasses.replace(self.base_cfg.pipeline, image_size=None if size == self.full_size and
+                                       not self.base_cfg.pipeline.image_size else list(size))
+        self.cfg = dataclasses.replace(self.base_cfg, pipeline=pipeline)
+        G, D = self._build_models(size)
+        G.set_weights(self.G.get_weights())
+        D.set_weights(self.D.get_weights())
+        old = self.gan
+        self.G, self.D, self.size = G, D, size
+        self.gan = self._gan_step()
+        for previous, new in ((old.g_opt, self.gan.g_opt), (old.d_opt, self.gan.d_opt)):
+            if len(previous.variables) != len(new.variables):
+                raise TrainingError("optimizer state does not carry over between image sizes", self.run_dir)
+            for a, b in zip(previous.variables, new.variables):
+                b.assign(a)
+        self._track_models()
 
     # ---------------------------------------------------------------- set-up
 
@@ -210,9 +258,14 @@ class Trainer:
         return improved
 
     def save_generator(self, path: str | None = None) -> str:
+        """The generator at the model's full size (whatever size the current stage trains at)."""
         path = path or os.path.join(self.run_dir, GENERATOR_NAME)
+        G = self.G
+        if self.size != self.full_size:
+            G, _ = self._build_models(self.full_size)
+            G.set_weights(self.G.get_weights())
         with atomic_path(path) as tmp:
-            self.G.save(tmp)
+            G.save(tmp)
         return path
 
 
@@ -349,13 +402,16 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
                 for k, v in losses.items():
                     tf.summary.scalar(f"train/{k}", v)
 
+        extra = {}
+        for schedule in trainer.schedules:
+            extra.update(schedule.on_epoch_begin(epoch))
         steps_before = int(trainer.step_in_epoch.numpy())
         means = trainer.train_epoch(progress=lambda n, losses: bar.update(n, list(losses.items())), on_step=on_step)
         train_seconds, steps = time.time() - epoch_start, int(trainer.step_in_epoch.numpy()) - steps_before
-        extra = {}
         for callback in trainer.epoch_callbacks:
             extra.update(callback.on_epoch_end())
-        validation = evaluate_prepared(trainer.G, manifest, "validation", cfg, trainer.predict_fn) if has_validation else None
+        validation = (evaluate_prepared(trainer.G, manifest, "validation", trainer.cfg, trainer.predict_fn)
+                      if has_validation else None)
         improved = trainer.end_epoch(validation)
         # The step rate lets a reader compare machines (training steps only, validation excluded).
         row = {"epoch": epoch + 1, **means, "seconds": time.time() - epoch_start, "steps": steps,
