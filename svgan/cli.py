@@ -128,6 +128,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from .training.ablation import run_ablation
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    result = run_ablation(args.config, args.data, variants, args.seeds, args.out, list(args.set or []))
+    with open(os.path.join(args.out, "ablation.md")) as f:
+        print(f.read())
+    print(f"Ablation of {len(variants)} variant(s) x {args.seeds} seed(s) ({len(result['runs'])} runs) in {args.out}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation.report import evaluate_run
     from .training.fit import load_run
@@ -243,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="run folder (default: train.run_dir/<dataset>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its latest checkpoint")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ablate", help="train variants of a configuration on the same split and seeds and compare them")
+    p.add_argument("--config", help="base YAML configuration")
+    p.add_argument("--data", required=True, help="prepared folder; every run is scored on its test split")
+    p.add_argument("--variants", default="weighted,unweighted,unified,attention,progressive",
+                   help="comma-separated names from svgan.training.ablation.VARIANTS")
+    p.add_argument("--seeds", type=int, default=3, help="runs per variant, seeds config.seed, +1, ... (default 3)")
+    p.add_argument("--out", required=True, help="folder for the runs, ablation.csv, ablation.md and ablation.png")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base configuration")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("evaluate", help="Dice / Hausdorff / sensitivity and diagnosis metrics of a run on held-out patients")
     p.add_argument("run_dir")
