@@ -330,7 +330,8 @@ def test_progressive_stage_follows_the_epoch():
 
 def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mid_schedule(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
-    cfg = _cfg("train.epochs=3", "train.progressive_sizes=[[32, 32]]", "train.progressive_epochs=[2]")
+    cfg = _cfg("train.epochs=3", "train.steps_per_epoch=1", "train.progressive_sizes=[[32, 32]]",
+               "train.progressive_epochs=[2]")
 
     # resize() copies every weight and the optimizers' slots and step counters.
     trainer = Trainer(cfg, manifest, str(tmp_path / "probe"))
@@ -350,7 +351,8 @@ def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mi
     straight = _final_weights(tmp_path / "straight", cfg, manifest)
 
     # Stopped after epoch 1 (mid-stage) and resumed: the same weights as the uninterrupted run.
-    one = _cfg("train.epochs=1", "train.progressive_sizes=[[32, 32]]", "train.progressive_epochs=[2]")
+    one = _cfg("train.epochs=1", "train.steps_per_epoch=1", "train.progressive_sizes=[[32, 32]]",
+               "train.progressive_epochs=[2]")
     train(one, brats_prepared, run_dir=str(tmp_path / "resumed"), verbose=False)
     train(cfg, brats_prepared, run_dir=str(tmp_path / "resumed"), resume=True, verbose=False)
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "resumed", cfg, manifest)))
