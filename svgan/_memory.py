@@ -27,8 +27,8 @@ page faults and 3 s of system time per 6.8 s step (issue 10; measured with
   little contention for the arena's lock.
 
 All are defaults, not orders: a user's own ``TF_CPU_ALLOCATOR_USE_BFC`` or
-``MALLOC_ARENA_MAX`` in the environment wins, and ``SVGAN_MALLOPT=0`` leaves glibc alone. Both only take
-effect when svgan imports TensorFlow first (``svgan._tf.import_tf``).
+``MALLOC_ARENA_MAX`` in the environment wins, and ``SVGAN_MALLOPT=0`` leaves glibc alone. They
+only take effect when svgan imports TensorFlow first (``svgan._tf.import_tf``).
 """
 
 from __future__ import annotations

@@ -136,3 +136,17 @@ def _suffix(name: str) -> str:
 def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
+
+
+def write_csv(path: str, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Rows of dicts as a CSV file, written atomically; columns default to the first row's keys
+    (keys outside ``columns`` are left out). Nothing is written for no rows."""
+    import csv
+
+    if not rows:
+        return
+    columns = columns or list(rows[0])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)

@@ -80,16 +80,11 @@ def training_class_prior(manifest, sampling: str) -> np.ndarray:
     class under ``pipeline.class_sampling`` (patients of unknown class left out)."""
     from ..data.pipeline import class_draw_shares
 
-    classes = manifest.disease_classes
-    counts = {k: 0 for k in range(len(classes))}
-    for pid in manifest.split_ids("train"):
-        disease = manifest.patients[pid]["disease"]
-        if disease is not None:
-            counts[int(disease)] += 1
-    if not any(counts.values()):
-        return np.full(len(classes), 1.0 / len(classes))
-    shares = class_draw_shares(counts, sampling)
-    return np.array([shares[k] for k in range(len(classes))])
+    counts = manifest.disease_patient_counts("train")
+    if not counts.sum():
+        return np.full(len(counts), 1.0 / len(counts))
+    shares = class_draw_shares(dict(enumerate(counts.tolist())), sampling)
+    return np.array([shares[k] for k in range(len(counts))])
 
 
 def prior_adjusted(probabilities, prior, tau: float) -> np.ndarray:

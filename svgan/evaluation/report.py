@@ -33,7 +33,7 @@ import numpy as np
 
 from .._tf import import_tf
 from ..data.conventions import LABEL_CONVENTIONS, REGIONS
-from ..data.io import atomic_path, check_same_grid, load_volume
+from ..data.io import atomic_path, check_same_grid, load_volume, write_csv
 from ..data.readers import discover_patients, load_patient
 from ..errors import DataError, SvganError
 from . import metrics
@@ -141,16 +141,6 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
         fig.tight_layout()
         fig.savefig(os.path.join(fig_dir, "roc.png"), dpi=80)
         plt.close(fig)
-
-
-def _write_csv(path: str, rows: list[dict], columns: list[str] | None = None) -> None:
-    if not rows:
-        return
-    columns = columns or list(rows[0])
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
@@ -264,13 +254,13 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
                 fpr, tpr = roc_curve(pr[t == k, k], pr[t != k, k])
                 roc[name] = (fpr, tpr, d[f"auc_{name}"])
         _write_confusion(os.path.join(out_dir, "confusion_matrix.csv"), manifest.disease_classes, d["confusion_matrix"])
-    _write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
+    write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
     if diagnosis_rows:
-        _write_csv(os.path.join(out_dir, "diagnosis_per_patient.csv"), diagnosis_rows)
+        write_csv(os.path.join(out_dir, "diagnosis_per_patient.csv"), diagnosis_rows)
     if dataset == "acdc":
-        _write_csv(os.path.join(out_dir, "acdc_challenge.csv"), challenge_rows,
+        write_csv(os.path.join(out_dir, "acdc_challenge.csv"), challenge_rows,
                    ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
-        _write_csv(os.path.join(out_dir, "clinical_indices.csv"), clinical)
+        write_csv(os.path.join(out_dir, "clinical_indices.csv"), clinical)
     table = table_markdown(dataset, summary) if rows else "(no patient could be scored)"
     if rows and "accuracy" in summary.get("diagnosis_clinical_reference", {}):
         model_acc = summary.get("diagnosis", {}).get("accuracy", float("nan"))

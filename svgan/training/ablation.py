@@ -12,7 +12,6 @@ and the training seconds per step relative to the first variant.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from ..config import Config, load_config
 from ..data.conventions import REGIONS
-from ..data.io import atomic_path
+from ..data.io import atomic_path, write_csv
 from ..errors import ConfigError
 
 
@@ -91,7 +90,7 @@ def run_ablation(config_path: str | None, prepared_dir: str, variants: list[str]
             per_run.append(_run_row(name, base.seed + k, run_dir, manifest.dataset))
     rows = _table_rows(per_run, variants, manifest.dataset)
     os.makedirs(out_dir, exist_ok=True)
-    _write_csv(os.path.join(out_dir, "ablation.csv"), per_run)
+    write_csv(os.path.join(out_dir, "ablation.csv"), per_run)
     with atomic_path(os.path.join(out_dir, "ablation.md")) as tmp, open(tmp, "w") as f:
         f.write(_markdown(rows, manifest.dataset, seeds) + "\n")
     _bar_plot(rows, manifest.dataset, os.path.join(out_dir, "ablation.png"))
@@ -171,10 +170,3 @@ def _bar_plot(rows: list[dict], dataset: str, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)

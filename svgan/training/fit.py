@@ -33,7 +33,7 @@ import numpy as np
 
 from .._tf import import_tf
 from ..config import Config, load_config
-from ..data.io import atomic_path
+from ..data.io import atomic_path, write_csv
 from ..data.manifest import MANIFEST_NAME, Manifest, load_manifest
 from ..data.pipeline import make_dataset
 from ..errors import SvganError
@@ -287,10 +287,7 @@ def _write_history(path: str, rows: list[dict]) -> None:
     keys = list(rows[0])
     for r in rows[1:]:
         keys += [k for k in r if k not in keys]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows, keys)
 
 
 def _read_history(path: str) -> list[dict]:
