@@ -106,49 +106,50 @@ def total_generator_loss(adversarial, segmentation, classification, weights=(1.0
 
 # ---------------------------------------------------------------- Keras Loss classes
 
+class _ClassWeightedLoss(keras.losses.Loss):
+    """A loss ``fn(y_true, y_pred, class_weights)`` with its per-class weights in the config."""
+
+    fn = None  # set by each subclass
+
+    def __init__(self, class_weights, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        return type(self).fn(y_true, y_pred, self.class_weights)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
 @keras.saving.register_keras_serializable("svgan")
-class WeightedCategoricalCrossentropy(keras.losses.Loss):
+class WeightedCategoricalCrossentropy(_ClassWeightedLoss):
     """Seed 000 Eq. 3: per-class weighted cross-entropy on integer labels and logits."""
 
+    fn = staticmethod(weighted_categorical_crossentropy)
+
     def __init__(self, class_weights, name="weighted_categorical_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.class_weights = [float(w) for w in class_weights]
-
-    def call(self, y_true, y_pred):
-        return weighted_categorical_crossentropy(y_true, y_pred, self.class_weights)
-
-    def get_config(self):
-        return {**super().get_config(), "class_weights": self.class_weights}
+        super().__init__(class_weights, name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable("svgan")
-class WeightedL1Classification(keras.losses.Loss):
+class WeightedL1Classification(_ClassWeightedLoss):
     """Seed 000 Eq. 4: weighted L1 between one-hot disease labels and aggregated probabilities."""
 
+    fn = staticmethod(weighted_l1_classification)
+
     def __init__(self, class_weights, name="weighted_l1_classification", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.class_weights = [float(w) for w in class_weights]
-
-    def call(self, y_true, y_pred):
-        return weighted_l1_classification(y_true, y_pred, self.class_weights)
-
-    def get_config(self):
-        return {**super().get_config(), "class_weights": self.class_weights}
+        super().__init__(class_weights, name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable("svgan")
-class WeightedCrossentropyClassification(keras.losses.Loss):
+class WeightedCrossentropyClassification(_ClassWeightedLoss):
     """Alternative to seed 000 Eq. 4 (ours): -w_y log p_y on the slice-aggregated disease probabilities."""
 
+    fn = staticmethod(weighted_crossentropy_classification)
+
     def __init__(self, class_weights, name="weighted_crossentropy_classification", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.class_weights = [float(w) for w in class_weights]
-
-    def call(self, y_true, y_pred):
-        return weighted_crossentropy_classification(y_true, y_pred, self.class_weights)
-
-    def get_config(self):
-        return {**super().get_config(), "class_weights": self.class_weights}
+        super().__init__(class_weights, name=name, **kwargs)
 
 
 @keras.saving.register_keras_serializable("svgan")
