@@ -133,6 +133,10 @@ class ModelConfig:
     # each predicted structure per phase (mean and largest slice fraction, ED and ES for
     # ACDC), the quantities that define the ACDC groups; see PhaseStructureSizes.
     classifier: Literal["slices", "volumes"] = "slices"
+    # The volume head's last layer: "dense" logits, or "cosine" (svgan.losses.CosineClassifier:
+    # cosines in [-1, 1], what LDAM's scale s = 30 assumes; Cao et al. 2019). "auto": cosine
+    # with loss.classification_loss ldam or lmf, dense otherwise.
+    classifier_layer: Literal["auto", "dense", "cosine"] = "auto"
     # Per-slice class logits are bounded to +-this (ours): caps a slice's confidence; it does
     # not stop Eq. 4's L1 from settling on the majority class (see BoundLogits).
     classifier_logit_bound: float = 6.0
@@ -163,8 +167,15 @@ class LossConfig:
     # left once the softmax saturates).
     # "focal": Lin et al.'s focal loss on the same probabilities (seed 002: alpha 0.25, gamma 2 for
     # two classes; classification_loss_args changes them).
-    classification_loss: Literal["l1", "crossentropy", "focal"] = "l1"
+    # "ldam" (Cao et al. 2019) and "lmf" (seed 003 Eq. 5: LDAM + focal) take their margins from the
+    # training patients per class; they need the volume head (model.classifier: volumes), whose
+    # logits are per patient, and get a cosine classifier there (model.classifier_layer).
+    classification_loss: Literal["l1", "crossentropy", "focal", "ldam", "lmf"] = "l1"
     classification_loss_args: dict[str, Any] = field(default_factory=dict)
+    # Deferred re-weighting (LDAM-DRW, Cao et al. 2019): from this epoch on (1-based) the LDAM or
+    # LMF term weighs each class by its effective-number weight (beta 0.9999). Cao et al. switch at
+    # epoch 160 of 200; null: no re-weighting.
+    drw_start_epoch: Optional[int] = None
     # The segmentation term of Eq. 5. Seed 000: Eq. 3's selective-weighted cross-entropy
     # (weights from Eq. 2; selective_weights above). The toolkit's losses (seed 001,
     # svgan/losses/segmentation.py) replace it by name; svgan/losses/registry.py maps the names.
@@ -288,6 +299,13 @@ def _validate(cfg: Config, source: str | None) -> None:
           f"image size {list(size)} must be divisible by 2^model.depth = {2 ** m.depth}")
     check(all(w >= 0 for w in (lo.adversarial_weight, lo.segmentation_weight, lo.classification_weight)),
           "loss weights must be >= 0")
+    margin_loss = lo.classification_loss in ("ldam", "lmf")
+    check(not margin_loss or m.classifier == "volumes",
+          f"loss.classification_loss {lo.classification_loss!r} needs model.classifier: volumes (patient logits "
+          "from a cosine classifier; the slice head's output is an average of slice probabilities)")
+    check(m.classifier_layer != "cosine" or m.classifier == "volumes", "model.classifier_layer: cosine needs model.classifier: volumes")
+    check(lo.drw_start_epoch is None or (margin_loss and lo.drw_start_epoch >= 1),
+          "loss.drw_start_epoch needs loss.classification_loss ldam or lmf and must be >= 1")
     check(t.epochs >= 1 and t.learning_rate > 0 and t.d_steps >= 0, "train.epochs >= 1, learning_rate > 0, d_steps >= 0")
     check(t.clipnorm is None or t.clipnorm > 0, "train.clipnorm must be > 0 or null")
     check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")

@@ -66,9 +66,9 @@ def test_deferred_reweighting_switches_at_its_epoch_inside_a_compiled_step():
     def compiled():
         return loss(labels, logits)
 
-    drw.on_epoch_begin(2)
+    assert drw.on_epoch_begin(1) == {"drw_reweighted": 0.0}  # the trainer's index 1 is epoch 2
     before = float(compiled())
-    drw.on_epoch_begin(3)
+    assert drw.on_epoch_begin(2) == {"drw_reweighted": 1.0}  # epoch 3
     after = float(compiled())
     w = effective_number_weights([90, 10])
     assert after == pytest.approx(before * w[1], rel=1e-5)  # every example is class 1

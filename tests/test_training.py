@@ -259,12 +259,14 @@ def test_time_budget_stops_before_an_epoch_that_would_overrun_it():
 def test_head_fit_pass_standardises_the_features_and_fits_every_training_patient(acdc_prepared, tmp_path):
     from svgan.data.manifest import load_manifest
     from svgan.models import build_generator
+    from svgan.losses.gan import WeightedCrossentropyClassification
     from svgan.training.head_fit import DiseaseHeadFit
 
     cfg = tiny_config("acdc", "model.classifier=volumes", "prepare.split_fractions=[1.0, 0.0, 0.0]")
     manifest = load_manifest(acdc_prepared)
     G = build_generator(cfg.model, (48, 48), 1, 4, 5, num_phases=2)
-    fit = DiseaseHeadFit(G, manifest, cfg.pipeline.sequence_length, np.ones(5), iterations=500)
+    fit = DiseaseHeadFit(G, manifest, cfg.pipeline.sequence_length, WeightedCrossentropyClassification(np.ones(5)),
+                         iterations=500)
     x, y, _ = fit._window_features()
     result = fit.on_epoch_end()
     standardize = G.get_layer("cls_standardize")
@@ -393,3 +395,19 @@ def test_ablate_trains_each_variant_per_seed_and_tabulates_mean_and_spread(brats
     assert main(args) == 0 and os.path.getmtime(os.path.join(out, "weighted", "seed0", "generator.keras")) == before
     with pytest.raises(Exception, match="unknown ablation variant"):
         variant_overrides("nonsense", tiny_config("brats"), (48, 48))
+
+
+def test_head_fit_weighs_patients_as_the_class_sampling_draws_them():
+    from types import SimpleNamespace
+
+    from svgan.training.head_fit import patient_weights
+
+    diseases = {"a": 0, "b": 0, "c": 0, "d": 1, "e": None}
+    manifest = SimpleNamespace(patients={k: {"disease": d} for k, d in diseases.items()},
+                               split_ids=lambda split: list(diseases))
+    assert patient_weights(manifest, "natural") == pytest.approx({"a": 1, "b": 1, "c": 1, "d": 1})
+    # Balanced: each grade gets half the draws; 4 known patients, so HGG 0.5 * 4 / 3, LGG 0.5 * 4 / 1.
+    assert patient_weights(manifest, "balanced") == pytest.approx({"a": 2 / 3, "b": 2 / 3, "c": 2 / 3, "d": 2.0})
+    # Square root: shares sqrt(3) : 1.
+    s = np.sqrt(3) + 1
+    assert patient_weights(manifest, "sqrt")["d"] == pytest.approx(4 / s)

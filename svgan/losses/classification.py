@@ -170,11 +170,12 @@ class CosineClassifier(keras.layers.Layer):
 
 
 class DeferredReweighting:
-    """Epoch callback (LDAM-DRW): weights 1 before ``start_epoch``, effective-number weights from it on.
+    """Epoch schedule (LDAM-DRW): weights 1 before ``start_epoch``, effective-number weights from it on.
 
-    ``on_epoch_begin(epoch)`` (1-based) sets the loss's class weights; being a function of the
-    epoch alone, it needs nothing in a checkpoint, and a resumed run gets the same weights.
-    Cao et al. switch at epoch 160 of 200 on CIFAR; the switch epoch is the caller's choice.
+    ``start_epoch`` counts from 1, as the trainer prints epochs; ``on_epoch_begin(epoch)`` takes
+    the trainer's 0-based epoch index, sets the loss's class weights and returns a history
+    column. Being a function of the epoch alone, it needs nothing in a checkpoint, and a resumed
+    run gets the same weights. Cao et al. switch at epoch 160 of 200 on CIFAR.
     """
 
     def __init__(self, loss: _ReweightedLoss, start_epoch: int, beta: float = DRW_BETA):
@@ -183,11 +184,11 @@ class DeferredReweighting:
         self.loss, self.start_epoch, self.beta = loss, int(start_epoch), float(beta)
         self.weights = effective_number_weights(loss.class_counts, beta)
 
-    def weights_for(self, epoch: int) -> np.ndarray:
-        return self.weights if epoch >= self.start_epoch else np.ones_like(self.weights)
+    def weights_for(self, epoch_number: int) -> np.ndarray:
+        """The class weights of epoch ``epoch_number`` (1-based)."""
+        return self.weights if epoch_number >= self.start_epoch else np.ones_like(self.weights)
 
-    def on_epoch_begin(self, epoch: int) -> None:
-        self.loss.set_class_weights(self.weights_for(epoch))
-
-    def on_epoch_end(self) -> dict:
-        return {}
+    def on_epoch_begin(self, epoch: int) -> dict:
+        reweighted = epoch + 1 >= self.start_epoch
+        self.loss.set_class_weights(self.weights_for(epoch + 1))
+        return {"drw_reweighted": float(reweighted)}

@@ -79,11 +79,15 @@ def weighted_l1_classification(disease, disease_logits, class_weights, valid=Non
     mean is over all examples of the batch, so that the value does not depend on how
     a batch is split across replicas.
     """
+    return ops.mean(weighted_l1_per_patient(disease, disease_logits, class_weights))
+
+
+def weighted_l1_per_patient(disease, disease_logits, class_weights):
+    """Eq. 4's term of each example [B] (0 for an unknown class); its batch mean is Eq. 4."""
     known, target, logits = _disease_targets(disease, disease_logits)
     probs = ops.softmax(logits, axis=-1)
     weights = ops.convert_to_tensor(class_weights, "float32")
-    per_patient = ops.sum(weights * ops.abs(target - probs), axis=-1) * known
-    return ops.mean(per_patient)
+    return ops.sum(weights * ops.abs(target - probs), axis=-1) * known
 
 
 def weighted_crossentropy_classification(disease, disease_logits, class_weights):
@@ -91,11 +95,15 @@ def weighted_crossentropy_classification(disease, disease_logits, class_weights)
 
     Same inputs and the same treatment of unknown classes (-1) as ``weighted_l1_classification``.
     """
+    return ops.mean(weighted_crossentropy_per_patient(disease, disease_logits, class_weights))
+
+
+def weighted_crossentropy_per_patient(disease, disease_logits, class_weights):
+    """-w_y log p_y of each example [B] (0 for an unknown class)."""
     known, target, logits = _disease_targets(disease, disease_logits)
     log_probs = ops.log_softmax(logits, axis=-1)
     weights = ops.sum(target * ops.convert_to_tensor(class_weights, "float32"), axis=-1)  # w of each true class
-    per_patient = -ops.sum(target * log_probs, axis=-1) * weights * known
-    return ops.mean(per_patient)
+    return -ops.sum(target * log_probs, axis=-1) * weights * known
 
 
 def total_generator_loss(adversarial, segmentation, classification, weights=(1.0, 1.0, 1.0)):
@@ -134,9 +142,12 @@ class WeightedCategoricalCrossentropy(_ClassWeightedLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class WeightedL1Classification(_ClassWeightedLoss):
-    """Seed 000 Eq. 4: weighted L1 between one-hot disease labels and aggregated probabilities."""
+    """Seed 000 Eq. 4: weighted L1 between one-hot disease labels and aggregated probabilities.
 
-    fn = staticmethod(weighted_l1_classification)
+    ``call`` gives each example's value, so that ``sample_weight`` weighs patients (the head fit).
+    """
+
+    fn = staticmethod(weighted_l1_per_patient)
 
     def __init__(self, class_weights, name="weighted_l1_classification", **kwargs):
         super().__init__(class_weights, name=name, **kwargs)
@@ -144,9 +155,10 @@ class WeightedL1Classification(_ClassWeightedLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class WeightedCrossentropyClassification(_ClassWeightedLoss):
-    """Alternative to seed 000 Eq. 4 (ours): -w_y log p_y on the slice-aggregated disease probabilities."""
+    """Alternative to seed 000 Eq. 4 (ours): -w_y log p_y on the slice-aggregated disease probabilities,
+    one value per example."""
 
-    fn = staticmethod(weighted_crossentropy_classification)
+    fn = staticmethod(weighted_crossentropy_per_patient)
 
     def __init__(self, class_weights, name="weighted_crossentropy_classification", **kwargs):
         super().__init__(class_weights, name=name, **kwargs)

@@ -3,44 +3,53 @@
 ``loss.segmentation_loss`` and ``loss.classification_loss`` name an entry; the trainer asks
 ``build_segmentation_loss`` / ``build_classification_loss`` for a ``keras.losses.Loss`` and calls
 it on (integer labels, logits). The seed 000 losses take the selective class weights of Eq. 2;
-the toolkit's losses take their own parameters (``loss.segmentation_loss_args``).
+LDAM and LMF take the training patients' class counts (their margins); the other losses take
+their own parameters (``loss.*_loss_args``).
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .classification import LDAMLoss, LMFLoss
 from .focal import FocalLoss
 from .gan import WeightedCategoricalCrossentropy, WeightedCrossentropyClassification, WeightedL1Classification
 from .segmentation import ComboLoss, DiceLoss, FocalTverskyLoss, TverskyLoss, UnifiedFocalLoss
 
-# name -> (loss class, takes the Eq. 2 class weights)
+# name -> (loss class, what it is built from: "weights" = the Eq. 2 class weights, "counts" = the
+# training class counts, None = its own parameters only)
 SEGMENTATION_LOSSES = {
-    "weighted_crossentropy": (WeightedCategoricalCrossentropy, True),  # seed 000 Eq. 3
-    "dice": (DiceLoss, False),
-    "tversky": (TverskyLoss, False),
-    "focal_tversky": (FocalTverskyLoss, False),
-    "focal": (FocalLoss, False),
-    "combo": (ComboLoss, False),
-    "unified_focal": (UnifiedFocalLoss, False),  # seed 001 Eq. 12 (asymmetric; asymmetric: false for Eq. 9)
+    "weighted_crossentropy": (WeightedCategoricalCrossentropy, "weights"),  # seed 000 Eq. 3
+    "dice": (DiceLoss, None),
+    "tversky": (TverskyLoss, None),
+    "focal_tversky": (FocalTverskyLoss, None),
+    "focal": (FocalLoss, None),
+    "combo": (ComboLoss, None),
+    "unified_focal": (UnifiedFocalLoss, None),  # seed 001 Eq. 12 (asymmetric; asymmetric: false for Eq. 9)
 }
 CLASSIFICATION_LOSSES = {
-    "l1": (WeightedL1Classification, True),  # seed 000 Eq. 4
-    "crossentropy": (WeightedCrossentropyClassification, True),
-    "focal": (FocalLoss, False),  # seed 002's classifier loss; alpha 0.25, gamma 2 for two classes
+    "l1": (WeightedL1Classification, "weights"),  # seed 000 Eq. 4
+    "crossentropy": (WeightedCrossentropyClassification, "weights"),
+    "focal": (FocalLoss, None),  # seed 002's classifier loss; alpha 0.25, gamma 2 for two classes
+    "ldam": (LDAMLoss, "counts"),  # seed 003 / Cao et al. 2019, on a cosine classifier
+    "lmf": (LMFLoss, "counts"),  # seed 003 Eq. 5
 }
+# LDAM's scale s = 30 is meant for cosine logits: these losses get a CosineClassifier head.
+MARGIN_LOSSES = ("ldam", "lmf")
 # Seed 002 (MelaNet): alpha = 0.25 on class 1, 0.75 on class 0 (Lin et al.'s binary convention);
 # a scalar alpha means nothing for more classes, where the default is no alpha.
 FOCAL_CLASSIFICATION_DEFAULTS = {"gamma": 2.0, "alpha": 0.25}
 
 
-def _build(table: dict, name: str, class_weights, args: dict | None, what: str):
+def _build(table: dict, name: str, class_weights, args: dict | None, what: str, class_counts=None):
     if name not in table:
         raise ConfigError(f"loss.{what}: unknown loss {name!r} (known: {', '.join(table)})")
-    cls, weighted = table[name]
+    cls, built_from = table[name]
     args = dict(args or {})
     try:
-        if weighted:
+        if built_from == "weights":
             return cls([float(w) for w in class_weights], **args)
+        if built_from == "counts":
+            return cls([int(c) for c in class_counts], **args)
         return cls(from_logits=True, **args)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"loss.{what} {name!r}: {e}") from None
@@ -51,11 +60,24 @@ def build_segmentation_loss(name: str, class_weights, args: dict | None = None):
     return _build(SEGMENTATION_LOSSES, name, class_weights, args, "segmentation_loss")
 
 
-def build_classification_loss(name: str, class_weights, args: dict | None = None):
-    """A Keras loss on (disease classes [B], -1 = unknown; disease logits [B, M]) -> scalar."""
+def build_classification_loss(name: str, class_weights, args: dict | None = None, class_counts=None):
+    """A Keras loss on (disease classes [B], -1 = unknown; disease logits [B, M]) -> scalar.
+
+    ``class_counts``: training patients per class in label order (LDAM's and LMF's margins).
+    Every classification loss returns one value per example from ``call``, so ``sample_weight``
+    weighs examples.
+    """
     if name == "focal":
         defaults = dict(FOCAL_CLASSIFICATION_DEFAULTS)
         if len(class_weights) != 2:
             defaults["alpha"] = None
         args = {**defaults, **(args or {})}
-    return _build(CLASSIFICATION_LOSSES, name, class_weights, args, "classification_loss")
+    return _build(CLASSIFICATION_LOSSES, name, class_weights, args, "classification_loss", class_counts)
+
+
+def uses_cosine_classifier(model_cfg, loss_cfg) -> bool:
+    """Whether the disease head ends in a cosine classifier: ``model.classifier_layer``, where
+    "auto" means yes for the margin losses (LDAM, LMF) and no otherwise."""
+    if model_cfg.classifier_layer == "auto":
+        return loss_cfg.classification_loss in MARGIN_LOSSES
+    return model_cfg.classifier_layer == "cosine"

@@ -30,13 +30,17 @@ from __future__ import annotations
 import keras
 
 from ..config import ModelConfig
+from ..losses.classification import CosineClassifier
 from .blocks import (AggregateSlices, AttentionGate, BoundLogits, BroadcastToMap, FoldTime, PhaseStructureSizes, ReverseTime, Standardize,
                      UnfoldTime, bidirectional_recurrence, conv_block)
 
 
 def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int, num_classes: int,
-                    num_diseases: int, num_phases: int = 1, name: str = "generator") -> keras.Model:
-    """``num_phases``: blocks of equal length a sequence is made of (ACDC: 2, ED then ES)."""
+                    num_diseases: int, num_phases: int = 1, name: str = "generator",
+                    cosine_classifier: bool = False) -> keras.Model:
+    """``num_phases``: blocks of equal length a sequence is made of (ACDC: 2, ED then ES).
+    ``cosine_classifier``: the volume head's logits are cosines (LDAM, LMF;
+    ``svgan.losses.registry.uses_cosine_classifier`` decides from the config)."""
     h, w = image_size
     images = keras.Input((None, h, w, channels), name="image")
     x = FoldTime(name="fold")(images)
@@ -80,7 +84,8 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
         features = Standardize(name="cls_standardize")(features)
         for i, units in enumerate(cfg.classifier_units):
             features = keras.layers.Dense(units, activation="relu", name=f"cls_dense{i}")(features)
-        disease = keras.layers.Dense(num_diseases, name="cls_logits")(features)
+        last = CosineClassifier if cosine_classifier else keras.layers.Dense
+        disease = last(num_diseases, name="cls_logits")(features)
         disease = keras.layers.Activation("linear", dtype="float32", name="disease")(disease)
         return keras.Model(images, {"segmentation": segmentation, "disease": disease}, name=name)
 

@@ -40,6 +40,8 @@ from ..errors import SvganError
 from ..evaluation.inference import make_predict_fn
 from ..evaluation.prepared_report import evaluate_prepared
 from ..losses import selective_class_weights
+from ..losses.classification import DeferredReweighting
+from ..losses.registry import build_classification_loss, uses_cosine_classifier
 from ..models.discriminator import build_discriminator
 from ..models.generator import build_generator
 from . import runtime as runtime_module
@@ -65,7 +67,8 @@ def epoch_callbacks(cfg: Config, trainer: "Trainer") -> list:
     callbacks = []
     if cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0:
         callbacks.append(DiseaseHeadFit(trainer.G, trainer.manifest, cfg.pipeline.sequence_length,
-                                        trainer.disease_weights, cfg.train.head_fit_iterations))
+                                        trainer.classification_loss, cfg.train.head_fit_iterations,
+                                        class_sampling=cfg.pipeline.class_sampling))
     return callbacks
 
 
@@ -75,6 +78,8 @@ def epoch_schedules(cfg: Config, trainer: "Trainer") -> list:
     if cfg.train.progressive_sizes:
         schedules.append(ProgressiveResizing(trainer, cfg.train.progressive_sizes, cfg.train.progressive_epochs,
                                              trainer.full_size))
+    if cfg.loss.drw_start_epoch:
+        schedules.append(DeferredReweighting(trainer.classification_loss, cfg.loss.drw_start_epoch))
     return schedules
 
 
@@ -119,6 +124,11 @@ class Trainer:
         self.runtime = runtime_module.configure(cfg.train, cfg.seed)
         self.full_size = self.size = model_size(manifest, cfg)
         self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
+        # One disease loss for the whole run: the GAN step (rebuilt when progressive resizing changes
+        # the size), the head fit and deferred re-weighting all use this object.
+        self.classification_loss = build_classification_loss(
+            cfg.loss.classification_loss, self.disease_weights, cfg.loss.classification_loss_args,
+            class_counts=manifest.disease_patient_counts("train"))
         self.G, self.D = self._build_models(self.size)
         self.gan = self._gan_step()
         self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -134,13 +144,15 @@ class Trainer:
         n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
         phases = len(next(iter(manifest.patients.values()))["phases"])
         with self.runtime.strategy.scope():
-            G = build_generator(self.cfg.model, size, channels, n_classes, n_diseases, phases)
+            G = build_generator(self.cfg.model, size, channels, n_classes, n_diseases, phases,
+                                cosine_classifier=uses_cosine_classifier(self.cfg.model, self.cfg.loss))
             D = build_discriminator(self.cfg.model, size, channels, n_classes)
         return G, D
 
     def _gan_step(self) -> GANStep:
         return GANStep(self.cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime,
-                       total_steps=self.cfg.train.epochs * self.steps_per_epoch())
+                       total_steps=self.cfg.train.epochs * self.steps_per_epoch(),
+                       classification_loss=self.classification_loss)
 
     def _track_models(self) -> None:
         """Checkpoint, prediction function and epoch callbacks for the current G, D and optimizers."""

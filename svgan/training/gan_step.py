@@ -40,8 +40,10 @@ class GANStep:
     """Holds G, D, their RMSprop optimizers and the class weights; ``step(batch)`` trains once."""
 
     def __init__(self, cfg: Config, generator, discriminator, seg_weights, disease_weights, runtime,
-                 total_steps: int | None = None):
-        """``total_steps``: the run's planned generator updates, over which ``train.lr_schedule`` decays."""
+                 total_steps: int | None = None, classification_loss=None):
+        """``total_steps``: the run's planned generator updates, over which ``train.lr_schedule`` decays.
+        ``classification_loss``: the disease term (the trainer's, which epoch schedules such as
+        deferred re-weighting adjust); by default built from the config with ``disease_weights``."""
         tf = import_tf()
         import keras
 
@@ -63,9 +65,8 @@ class GANStep:
         lc = cfg.loss
         self.segmentation_loss = build_segmentation_loss(lc.segmentation_loss, np.asarray(seg_weights, np.float32),
                                                          lc.segmentation_loss_args)
-        self.classification_loss = build_classification_loss(lc.classification_loss,
-                                                             np.asarray(disease_weights, np.float32),
-                                                             lc.classification_loss_args)
+        self.classification_loss = classification_loss or build_classification_loss(
+            lc.classification_loss, np.asarray(disease_weights, np.float32), lc.classification_loss_args)
         self.loss_weights = (lc.adversarial_weight, lc.segmentation_weight, lc.classification_weight)
         self._compiled = tf.function(self._replica_step, jit_compile=runtime.jit_compile, reduce_retracing=True)
 

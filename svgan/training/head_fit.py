@@ -11,11 +11,14 @@ on every training patient at once: it computes the structure sizes of the window
 that inference reads (every half window over all slices of both phases, as
 ``predict_patient`` runs them for ``svgan predict``: never padded, so their mean
 sizes are those the head meets at inference), sets the head's ``Standardize``
-layer to their mean and standard deviation, and runs full-batch Adam on the dense layers (cross-entropy plus an L2 penalty
-on their kernels) for a fixed number of iterations from their current weights, each patient weighted once in all and by
-the selective class weight of its group (seed 000 Eq. 2). A fresh optimizer per
-pass keeps runs deterministic and resumable (nothing to checkpoint beyond the
-generator's weights).
+layer to their mean and standard deviation, and runs full-batch Adam on the dense layers for
+a fixed number of iterations from their current weights. The objective is the run's own
+disease loss (``loss.classification_loss``: Eq. 4's L1, cross-entropy, focal, LDAM, LMF, with
+whatever class weights it carries, deferred re-weighting included) plus an L2 penalty on the
+dense kernels. Each patient counts once in all (its windows share its weight), times the share
+of draws its class gets under ``pipeline.class_sampling`` relative to natural sampling, so that
+the pass sees the classes as the training pipeline draws them. A fresh optimizer per pass keeps
+runs deterministic and resumable (nothing to checkpoint beyond the generator's weights).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tf import import_tf
-from ..data.pipeline import extract_sequence
+from ..data.pipeline import class_draw_shares, extract_sequence
 from ..data.prepare import load_prepared
 from ..evaluation.inference import overlapping_starts
 
@@ -36,33 +39,44 @@ MIN_SCALE = 0.1
 L2 = 1e-2
 
 
+def patient_weights(manifest, class_sampling: str) -> dict:
+    """Weight of each training patient of known class: its class's share of draws under
+    ``class_sampling`` over its share of the patients (all 1 for natural sampling)."""
+    known = {pid: manifest.patients[pid]["disease"] for pid in manifest.split_ids("train")
+             if manifest.patients[pid]["disease"] is not None}
+    counts = {d: list(known.values()).count(d) for d in set(known.values())}
+    shares = class_draw_shares(counts, class_sampling)
+    return {pid: shares[d] * len(known) / counts[d] for pid, d in known.items()}
+
+
 class DiseaseHeadFit:
     """Epoch callback: ``on_epoch_end()`` fits the head's dense layers; returns its loss and accuracy."""
 
-    def __init__(self, generator, manifest, sequence_length: int, class_weights, iterations: int,
-                 learning_rate: float = 1e-2, batch_size: int = 4):
+    def __init__(self, generator, manifest, sequence_length: int, loss, iterations: int,
+                 learning_rate: float = 1e-2, batch_size: int = 4, class_sampling: str = "natural"):
+        """``loss``: a Keras classification loss on (classes [B], logits [B, M]) whose ``call`` gives
+        one value per example (every loss of ``svgan.losses.registry`` does)."""
         import keras
 
         self.manifest, self.length, self.iterations = manifest, sequence_length, int(iterations)
         self.learning_rate, self.batch_size = float(learning_rate), int(batch_size)
-        self.class_weights = np.asarray(class_weights, np.float32)
+        self.loss, self.class_sampling = loss, class_sampling
         self.features = keras.Model(generator.inputs, generator.get_layer(FEATURE_LAYER).output)
         self.size = tuple(generator.inputs[0].shape[2:4])
         index = [layer.name for layer in generator.layers].index(FEATURE_LAYER)
         self.head = [layer for layer in generator.layers[index + 1:] if layer.name.startswith("cls_")]
         self.standardize = generator.get_layer("cls_standardize")
         self.variables = [v for layer in self.head for v in layer.trainable_variables]
-        self.kernels = [layer.kernel for layer in self.head if hasattr(layer, "kernel")]
+        # A cosine classifier normalises its kernel: a penalty on its norm would only shrink it towards 0.
+        self.kernels = [layer.kernel for layer in self.head if isinstance(layer, keras.layers.Dense)]
 
     def _window_features(self):
         """(features [N, F], disease [N], weight [N]) of every window of every training patient."""
         tf = import_tf()
         extract = tf.function(lambda x: self.features(x, training=False), reduce_retracing=True)
         rows, diseases, weights = [], [], []
-        for pid in self.manifest.split_ids("train"):
+        for pid, patient_weight in patient_weights(self.manifest, self.class_sampling).items():
             disease = self.manifest.patients[pid]["disease"]
-            if disease is None:
-                continue
             image, _ = load_prepared(self.manifest.patient_file(pid))
             length = self.length // image.shape[0]
             starts = overlapping_starts(image.shape[1], length)
@@ -73,7 +87,7 @@ class DiseaseHeadFit:
                     x = tf.reshape(tf.image.resize(tf.reshape(x, (-1, *x.shape[2:])), self.size), (*x.shape[:2], *self.size, x.shape[-1]))
                 rows.append(extract(x).numpy())
             diseases += [disease] * len(sequences)
-            weights += [self.class_weights[disease] / len(sequences)] * len(sequences)
+            weights += [patient_weight / len(sequences)] * len(sequences)
         return np.concatenate(rows), np.asarray(diseases, np.int32), np.asarray(weights, np.float32)
 
     def on_epoch_end(self) -> dict:
@@ -85,7 +99,8 @@ class DiseaseHeadFit:
         x, y, w = self._window_features()
         self.standardize.mean.assign(x.mean(0))
         self.standardize.scale.assign(np.maximum(x.std(0), MIN_SCALE))
-        x, y, w = tf.constant(x), tf.constant(y), tf.constant(w / w.sum())
+        # Weights of mean 1: the loss's batch mean is then the weighted mean over windows.
+        x, y, w = tf.constant(x), tf.constant(y), tf.constant(w * len(w) / w.sum())
         optimizer = keras.optimizers.Adam(self.learning_rate)
         optimizer.build(self.variables)
 
@@ -95,16 +110,19 @@ class DiseaseHeadFit:
                 h = layer(h)
             return tf.cast(h, tf.float32)
 
-        def cross_entropy():
-            return tf.reduce_sum(w * tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits()))
+        def objective():
+            return self.loss(y, logits(), sample_weight=w)
+
+        def penalty():
+            return L2 * tf.add_n([tf.reduce_sum(k * k) for k in self.kernels]) if self.kernels else 0.0
 
         @tf.function
         def fit():
             for _ in tf.range(self.iterations):
                 with tf.GradientTape() as tape:
-                    loss = cross_entropy() + L2 * tf.add_n([tf.reduce_sum(k * k) for k in self.kernels])
+                    loss = objective() + penalty()
                 optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
-            return cross_entropy()
+            return objective()
 
         loss = float(fit())
         accuracy = float(np.mean(np.argmax(logits().numpy(), -1) == y.numpy()))
