@@ -45,6 +45,17 @@ def _parse_groups(text: str | None) -> dict[str, float] | None:
 
 def cmd_synth(args) -> int:
     start = time.time()
+    if args.dataset == "lesions":
+        from .data.synthetic.lesions import write_lesion_set
+
+        try:
+            counts = write_lesion_set(args.out_dir, args.patients, args.seed, args.size, args.malignant_fraction,
+                                      _progress_bar(args.patients, f"Writing {args.patients} synthetic lesion images"))
+        except ValueError as e:
+            raise SvganError(str(e)) from None
+        print(f"Wrote {sum(counts.values())} images ({', '.join(f'{k} {v}' for k, v in counts.items())}) "
+              f"in {time.time() - start:.1f} s to {os.path.abspath(args.out_dir)}")
+        return 0
     if args.dataset == "brats":
         from .data.synthetic.brats import FULL_SHAPE, write_brats_cohort
 
@@ -139,6 +150,54 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def _images_config(args):
+    from .config import load_images_config
+
+    cfg = load_images_config(args.config, list(args.set or []))
+    if getattr(args, "data", None):
+        cfg.data.root = args.data
+    return cfg
+
+
+def cmd_synthesize(args) -> int:
+    from .synthesis.oversample import synthesize
+
+    cfg = _images_config(args)
+    result = synthesize(cfg, getattr(args, "from"), args.to, args.count, args.out_dir, run_dir=args.run_dir)
+    print(f"Wrote {result['images']} synthetic {args.to} image(s) to {os.path.abspath(result['out_dir'])} "
+          f"(CycleGAN run {result['cyclegan_run']}); add the folder to data.synthetic_dirs to train with them")
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from .data.images2d import load_splits, training_set
+    from .training.classifier import evaluate_classifier, train_classifier
+
+    cfg = _images_config(args)
+    splits = load_splits(cfg)
+    run_dir = args.out or os.path.join(cfg.run_dir, f"classifier-{time.strftime('%Y%m%d-%H%M%S')}")
+    train = training_set(cfg, splits["train"])
+    print(f"Training VGG-GAP on {len(train.labels)} images {dict(zip(train.classes, train.counts()))}; "
+          f"validation {len(splits['validation'].labels)}, test {len(splits['test'].labels)}", flush=True)
+    model = train_classifier(cfg, train, splits["validation"], run_dir)
+    m = evaluate_classifier(model, splits["test"], os.path.join(run_dir, "evaluation"))
+    print(f"Test: AUC {m['auc']:.3f}, sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
+          f"false negatives {m['false_negatives']}, macro-F1 {m['macro_f1']:.3f} ({m['positive_class']} positive); "
+          f"run folder {run_dir}")
+    return 0
+
+
+def cmd_oversampling(args) -> int:
+    from .training.oversampling import compare_oversampling
+
+    cfg = _images_config(args)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    result = compare_oversampling(cfg, args.out, args.seeds, variants)
+    print(result["table"])
+    print(f"{len(result['runs'])} runs in {args.out} (oversampling.md, oversampling.csv, roc.png)")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation.report import evaluate_run
     from .training.fit import load_run
@@ -224,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic dataset in the real challenge's folder layout")
-    p.add_argument("dataset", choices=["brats", "acdc"])
+    p.add_argument("dataset", choices=["brats", "acdc", "lesions"])
     p.add_argument("out_dir")
-    p.add_argument("--patients", type=int, default=24)
+    p.add_argument("--patients", type=int, default=24, help="patients (lesions: images)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"),
                    help="volume shape (BraTS default 240 240 155 at 1 mm; ACDC 224 224 10)")
@@ -234,7 +293,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=30, help="ACDC: frames of the cardiac cycle (NbFrame)")
     p.add_argument("--groups", help="ACDC: group proportions, e.g. NOR=2,MINF=1,DCM=1,HCM=1,RV=1 (default balanced)")
     p.add_argument("--no-4d", action="store_true", help="ACDC: do not write the 4D cine file")
+    p.add_argument("--size", type=int, default=64, help="lesions: image side in pixels")
+    p.add_argument("--malignant-fraction", type=float, default=0.2, help="lesions: share of malignant images")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("synthesize", help="2D images: train a CycleGAN between two classes and write synthetic images")
+    p.add_argument("--config", help="YAML configuration of the 2D path (configs/demo_lesions.yaml)")
+    p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root)")
+    p.add_argument("--from", required=True, metavar="CLASS", help="class to translate from (the majority)")
+    p.add_argument("--to", required=True, metavar="CLASS", help="class to synthesise (the minority)")
+    p.add_argument("--count", type=int, required=True, help="synthetic images to write")
+    p.add_argument("--run-dir", help="CycleGAN run folder (default: run_dir/cyclegan-FROM-to-TO; resumed if present)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. cyclegan.epochs=50")
+    p.add_argument("out_dir")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("classify", help="2D images: train VGG-GAP (focal loss) and score it on the test split")
+    p.add_argument("--config", help="YAML configuration of the 2D path")
+    p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root)")
+    p.add_argument("--out", help="run folder (default: run_dir/classifier-<time>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. data.synthetic_dirs=[synthetic/]")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("oversampling", help="2D images: seed 002's Table 1 (baseline, augment 5x / 10x, CycleGAN)")
+    p.add_argument("--config", help="YAML configuration of the 2D path")
+    p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root)")
+    p.add_argument("--out", required=True, help="folder for the runs, oversampling.md / .csv and roc.png")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--variants", default="baseline,augment5,augment10,cyclegan")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_oversampling)
 
     p = sub.add_parser("prepare", help="preprocess a raw BraTS / ACDC folder into training data")
     p.add_argument("dataset", choices=["brats", "acdc"])

@@ -404,20 +404,131 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
+def _read_yaml(path: str | os.PathLike | None) -> tuple[dict, str | None]:
+    """(the file's sections, its path) or ({}, None) without a file."""
+    if path is None:
+        return {}, None
+    source = os.fspath(path)
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError("config file not found", source) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", source) from None
+    if not isinstance(values, dict):
+        raise ConfigError("the top level must be a mapping of sections", source)
+    return values, source
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML file (or the defaults when ``path`` is None) and apply ``--set`` overrides."""
-    values: dict = {}
-    source = None
-    if path is not None:
-        source = os.fspath(path)
-        try:
-            with open(path) as f:
-                values = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ConfigError("config file not found", source) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"not valid YAML ({str(e).splitlines()[0]})", source) from None
-        if not isinstance(values, dict):
-            raise ConfigError("the top level must be a mapping of sections", source)
-    values = apply_overrides(values, overrides or [])
-    return config_from_dict(values, source)
+    values, source = _read_yaml(path)
+    return config_from_dict(apply_overrides(values, overrides or []), source)
+
+
+# ---------------------------------------------------------------- 2D image classification (seed 002)
+
+@dataclass
+class ImageDataConfig:
+    """A folder of images per class, ``root/<class>/*.png|jpg`` (ISIC-style)."""
+
+    root: Optional[str] = None
+    # Label order: class index i is classes[i]. None: the sorted folder names. The last class is
+    # the positive one for sensitivity, focal alpha and ROC (seed 002: melanoma).
+    classes: Optional[list[str]] = None
+    # Seed 002 pads ISIC images to squares and resizes them to 256 x 256.
+    image_size: list[int] = field(default_factory=lambda: [256, 256])
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])  # ours (ISIC-2016 ships its own test set)
+    split_seed: int = 0
+    # Classic offline augmentation (seed 002's Augment-5x / -10x baselines): the training split
+    # becomes this many times its size with randomly flipped, rotated, shifted, zoomed and
+    # brightened copies. 1: none.
+    augment_factor: int = 1
+    # Folders written by `svgan synthesize`, added to the training split only.
+    synthetic_dirs: list[str] = field(default_factory=list)
+    # Synthetic images added until the minority class reaches this share of the majority's count
+    # (seed 002 balances the classes: 1.0). None: every synthetic image.
+    oversample_to_ratio: Optional[float] = 1.0
+
+
+@dataclass
+class CycleGANConfig:
+    """CycleGAN (Zhu et al. 2017) as seed 002 trains it: Adam 2e-4, beta1 0.5, batch 1, lambda 10."""
+
+    # U-Net generators; CycleGAN and seed 002 use 64 filters at the first level (ours: 32 for CPUs).
+    filters: int = 32
+    depth: int = 4
+    discriminator_filters: int = 64  # 70 x 70 PatchGAN of CycleGAN: 64-128-256-512
+    # "lsgan": least squares (CycleGAN, and the authors' code); "bce": seed 002 Eq. 2's log-likelihood.
+    adversarial: Literal["lsgan", "bce"] = "lsgan"
+    cycle_weight: float = 10.0  # seed 002: lambda = 10
+    # Identity loss weight relative to cycle_weight (CycleGAN: 0.5); 0 switches it off.
+    identity_weight: float = 0.5
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    batch_size: int = 1
+    epochs: int = 500  # seed 002
+    steps_per_epoch: Optional[int] = None  # None: one pass over the larger class's training images
+    samples_per_grid: int = 4
+
+
+@dataclass
+class ClassifierConfig:
+    """VGG-GAP (seed 002): VGG-16's convolutional blocks, global average pooling, one softmax layer."""
+
+    # Filters of VGG-16 (64 ... 512) times this (ours; 1.0 is VGG-16, and the only width that
+    # loads ImageNet weights from `weights`).
+    width: float = 1.0
+    weights: Optional[str] = None  # a local VGG-16 "notop" weights file; nothing is downloaded
+    loss: Literal["focal", "lmf", "crossentropy"] = "focal"
+    loss_args: dict[str, Any] = field(default_factory=dict)  # focal: alpha 0.25, gamma 2 (seed 002)
+    learning_rate: float = 1e-3  # Adadelta (seed 002)
+    batch_size: int = 16  # seed 002
+    epochs: int = 100  # an upper bound: training stops when the validation loss stops improving
+    reduce_lr_factor: float = 0.1  # seed 002
+    reduce_lr_patience: int = 5  # ours
+    early_stopping_patience: int = 10  # ours: seed 002 keeps the best weights once the loss stagnates
+
+
+@dataclass
+class ImagesConfig:
+    data: ImageDataConfig = field(default_factory=ImageDataConfig)
+    cyclegan: CycleGANConfig = field(default_factory=CycleGANConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    seed: int = 0
+    run_dir: str = "runs"
+
+    def validate(self, source: str | None = None) -> "ImagesConfig":
+        def check(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(what, source)
+
+        d, g, c = self.data, self.cyclegan, self.classifier
+        check(len(d.image_size) == 2 and min(d.image_size) >= 16 and all(s % 2 ** g.depth == 0 for s in d.image_size),
+              f"data.image_size needs 2 entries >= 16 divisible by 2^cyclegan.depth = {2 ** g.depth}")
+        check(len(d.split_fractions) == 3 and min(d.split_fractions) >= 0 and abs(sum(d.split_fractions) - 1) < 1e-6
+              and d.split_fractions[0] > 0, "data.split_fractions needs 3 non-negative fractions summing to 1, training > 0")
+        check(d.augment_factor >= 1, "data.augment_factor must be >= 1")
+        check(d.oversample_to_ratio is None or d.oversample_to_ratio > 0, "data.oversample_to_ratio must be > 0 or null")
+        check(d.classes is None or len(set(d.classes)) == len(d.classes) >= 2, "data.classes needs at least 2 distinct names")
+        check(g.filters >= 1 and g.discriminator_filters >= 1 and 1 <= g.depth <= 6, "cyclegan filters >= 1, depth in [1, 6]")
+        check(g.cycle_weight >= 0 and g.identity_weight >= 0, "cyclegan loss weights must be >= 0")
+        check(g.learning_rate > 0 and 0 <= g.beta_1 < 1 and g.batch_size >= 1 and g.epochs >= 1,
+              "cyclegan: learning_rate > 0, beta_1 in [0, 1), batch_size >= 1, epochs >= 1")
+        check(g.steps_per_epoch is None or g.steps_per_epoch >= 1, "cyclegan.steps_per_epoch must be >= 1 or null")
+        check(0 < c.width <= 1, "classifier.width must be in (0, 1]")
+        check(c.weights is None or c.width == 1, "classifier.weights (VGG-16's) need classifier.width = 1")
+        check(c.learning_rate > 0 and c.batch_size >= 1 and c.epochs >= 1, "classifier: learning_rate > 0, batch_size and epochs >= 1")
+        check(0 < c.reduce_lr_factor < 1, "classifier.reduce_lr_factor must be in (0, 1)")
+        return self
+
+    def save(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as f:
+            yaml.safe_dump(dataclasses.asdict(self), f, sort_keys=False)
+
+
+def load_images_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> ImagesConfig:
+    """``load_config`` for the 2D image-classification path (``svgan synthesize``, ``classify``, ``oversampling``)."""
+    values, source = _read_yaml(path)
+    return _from_dict(ImagesConfig, apply_overrides(values, overrides or []), "", source).validate(source)

@@ -411,3 +411,14 @@ def test_head_fit_weighs_patients_as_the_class_sampling_draws_them():
     # Square root: shares sqrt(3) : 1.
     s = np.sqrt(3) + 1
     assert patient_weights(manifest, "sqrt")["d"] == pytest.approx(4 / s)
+
+
+def test_ablation_variants_combine_with_plus_and_ldam_reweights_at_four_fifths_of_the_run():
+    from svgan.training.ablation import variant_overrides
+
+    cfg = tiny_config("brats", "train.epochs=8")
+    assert variant_overrides("ldam_drw+balanced", cfg, (48, 48)) == [
+        "loss.classification_loss=ldam", "loss.drw_start_epoch=6", "pipeline.class_sampling=balanced"]  # 0.8 * 8 = 6.4
+    assert variant_overrides("volumes+lmf", cfg, (48, 48)) == ["model.classifier=volumes", "loss.classification_loss=lmf"]
+    with pytest.raises(Exception, match="unknown ablation variant 'lfm'"):
+        variant_overrides("volumes+lfm", cfg, (48, 48))

@@ -143,6 +143,12 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
         plt.close(fig)
 
 
+def split_records(manifest, split: str) -> list:
+    """The raw patient records of a prepared split (each patient's source folder, as prepared)."""
+    return [discover_patients(manifest.patients[pid]["source"], manifest.dataset, manifest.patients[pid]["format"])[0]
+            for pid in manifest.split_ids(split)]
+
+
 def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
                  out_dir: str | None = None, hd_method: str = "pooled", progress=None,
                  overrides: list[str] | None = None) -> dict:
@@ -154,14 +160,7 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
 
     cfg, manifest = load_run(run_dir, overrides=overrides)
     dataset = manifest.dataset
-    if data_dir:
-        records = discover_patients(data_dir, dataset, cfg.data.format)
-    else:
-        records = []
-        for pid in manifest.split_ids(split):
-            entry = manifest.patients[pid]
-            found = discover_patients(entry["source"], dataset, entry["format"])
-            records.append(found[0])
+    records = discover_patients(data_dir, dataset, cfg.data.format) if data_dir else split_records(manifest, split)
     predict_fn = None
     if predictions_dir is None:
         import_tf()

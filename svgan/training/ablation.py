@@ -38,7 +38,13 @@ def _progressive(cfg: Config, full_size) -> list[str]:
     return [f"train.progressive_sizes={stages}", f"train.progressive_epochs={[per_stage] * len(stages)}"]
 
 
+def _ldam_drw(cfg: Config, full_size) -> list[str]:
+    """LDAM with deferred re-weighting from 80 % of the epochs on (Cao et al.: epoch 160 of 200)."""
+    return ["loss.classification_loss=ldam", f"loss.drw_start_epoch={max(1, round(0.8 * cfg.train.epochs))}"]
+
+
 # Variant name -> overrides of the base configuration (a callable gets the config and full size).
+# Names joined by "+" combine variants, e.g. "lmf+balanced".
 VARIANTS = {
     "weighted": [],  # the base configuration (seed 000: Eq. 2's selective weights on)
     "unweighted": ["loss.selective_weights=false"],
@@ -46,19 +52,27 @@ VARIANTS = {
     "focal_tversky": ["loss.segmentation_loss=focal_tversky"],
     "attention": ["model.attention_gates=true"],
     "progressive": _progressive,
-    "l1": ["model.classifier=slices", "loss.classification_loss=l1"],
-    "crossentropy": ["model.classifier=slices", "loss.classification_loss=crossentropy"],
-    "focal": ["model.classifier=slices", "loss.classification_loss=focal"],
-    "balanced": ["pipeline.class_sampling=balanced"],
+    # The disease head and its loss (the loss variants act on whichever head the config has).
+    "slices": ["model.classifier=slices"],
     "volumes": ["model.classifier=volumes"],
+    "l1": ["loss.classification_loss=l1"],
+    "crossentropy": ["loss.classification_loss=crossentropy"],
+    "focal": ["loss.classification_loss=focal"],
+    "ldam_drw": _ldam_drw,
+    "lmf": ["loss.classification_loss=lmf"],
+    "balanced": ["pipeline.class_sampling=balanced"],
+    "sqrt": ["pipeline.class_sampling=sqrt"],
 }
 
 
 def variant_overrides(name: str, cfg: Config, full_size) -> list[str]:
-    if name not in VARIANTS:
-        raise ConfigError(f"unknown ablation variant {name!r} (known: {', '.join(VARIANTS)})")
-    spec = VARIANTS[name]
-    return list(spec(cfg, full_size)) if callable(spec) else list(spec)
+    overrides = []
+    for part in name.split("+"):
+        if part not in VARIANTS:
+            raise ConfigError(f"unknown ablation variant {part!r} (known: {', '.join(VARIANTS)}; join them with +)")
+        spec = VARIANTS[part]
+        overrides += list(spec(cfg, full_size)) if callable(spec) else list(spec)
+    return overrides
 
 
 def run_ablation(config_path: str | None, prepared_dir: str, variants: list[str], seeds: int, out_dir: str,

@@ -90,13 +90,23 @@ class DiseaseHeadFit:
             weights += [patient_weight / len(sequences)] * len(sequences)
         return np.concatenate(rows), np.asarray(diseases, np.int32), np.asarray(weights, np.float32)
 
+    def head_logits(self, features):
+        """The head's logits [N, M] for structure-size features [N, F]."""
+        h = features
+        for layer in self.head:
+            h = layer(h)
+        return import_tf().cast(h, "float32")
+
     def on_epoch_end(self) -> dict:
+        if self.iterations <= 0:
+            return {}
+        return self.fit(*self._window_features())
+
+    def fit(self, x, y, w) -> dict:
+        """One pass on features [N, F], classes [N] and window weights [N]; returns history columns."""
         import keras
 
         tf = import_tf()
-        if self.iterations <= 0:
-            return {}
-        x, y, w = self._window_features()
         self.standardize.mean.assign(x.mean(0))
         self.standardize.scale.assign(np.maximum(x.std(0), MIN_SCALE))
         # Weights of mean 1: the loss's batch mean is then the weighted mean over windows.
@@ -104,26 +114,20 @@ class DiseaseHeadFit:
         optimizer = keras.optimizers.Adam(self.learning_rate)
         optimizer.build(self.variables)
 
-        def logits():
-            h = x
-            for layer in self.head:
-                h = layer(h)
-            return tf.cast(h, tf.float32)
-
         def objective():
-            return self.loss(y, logits(), sample_weight=w)
+            return self.loss(y, self.head_logits(x), sample_weight=w)
 
         def penalty():
             return L2 * tf.add_n([tf.reduce_sum(k * k) for k in self.kernels]) if self.kernels else 0.0
 
         @tf.function
-        def fit():
+        def iterate():
             for _ in tf.range(self.iterations):
                 with tf.GradientTape() as tape:
                     loss = objective() + penalty()
                 optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables))
             return objective()
 
-        loss = float(fit())
-        accuracy = float(np.mean(np.argmax(logits().numpy(), -1) == y.numpy()))
+        loss = float(iterate())
+        accuracy = float(np.mean(np.argmax(self.head_logits(x).numpy(), -1) == y.numpy()))
         return {"head_fit_loss": loss, "head_fit_window_accuracy": accuracy}

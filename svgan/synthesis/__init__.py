@@ -1,0 +1,1 @@
+"""Synthesis of minority-class samples: CycleGAN translation (seed 002)."""

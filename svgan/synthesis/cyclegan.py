@@ -1,0 +1,246 @@
+"""CycleGAN (Zhu et al., ICCV 2017) as seed 002 (MelaNet) uses it: unpaired translation between
+two classes of 2D images, to turn majority-class images into synthetic minority-class ones.
+
+Two U-Net generators (G_ab: class a -> class b, G_ba: back) with instance normalisation and two
+PatchGAN discriminators (CycleGAN's 70 x 70: 4 x 4 convolutions, 64-128-256-512 filters).
+Seed 002 Eq. 1: L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda L_cyc, lambda = 10, with
+L_cyc = E ||G_ba(G_ab(a)) - a||_1 + E ||G_ab(G_ba(b)) - b||_1, plus CycleGAN's optional
+identity term (weight 0.5 lambda: G_ab(b) should stay b). The adversarial term is least squares
+(CycleGAN and the authors' code; ``cyclegan.adversarial: lsgan``) or seed 002 Eq. 2's
+log-likelihood (``bce``, non-saturating for the generators). Adam 2e-4, beta1 0.5, batch 1.
+
+Seed 002 balances the two classes by undersampling the larger one; here each epoch pairs every
+image of the smaller class with a random image of the larger one (seeded by the epoch, so a
+resumed run draws the same pairs). Images are RGB in [-1, 1] inside; ``translate`` takes and
+returns uint8. Left out, as seed 002 does not mention them: CycleGAN's pool of 50 past fakes
+and its linear learning-rate decay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .._tf import import_tf
+from ..config import CycleGANConfig
+from ..data.io import atomic_path, write_csv
+
+import_tf()
+
+import keras  # noqa: E402
+
+GENERATOR_FILES = {"ab": "generator_ab.keras", "ba": "generator_ba.keras"}
+LOSS_NAMES = ("g_loss", "d_loss", "adversarial", "cycle", "identity")
+
+
+def _instance_norm(name: str):
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)  # one group per channel
+
+
+def build_unet_generator(image_size, filters: int, depth: int, name: str) -> keras.Model:
+    """A U-Net from RGB to RGB: ``depth`` stride-2 levels, instance norm, tanh output in [-1, 1]."""
+    images = keras.Input((*image_size, 3), name="image")
+    x, skips = images, []
+    for level in range(depth):
+        x = keras.layers.Conv2D(filters * 2 ** min(level, 3), 4, strides=2, padding="same", name=f"{name}_down{level}")(x)
+        if level:
+            x = _instance_norm(f"{name}_down{level}_norm")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"{name}_down{level}_act")(x)
+        skips.append(x)
+    for level in reversed(range(depth - 1)):
+        x = keras.layers.Conv2DTranspose(filters * 2 ** min(level, 3), 4, strides=2, padding="same", name=f"{name}_up{level}")(x)
+        x = _instance_norm(f"{name}_up{level}_norm")(x)
+        x = keras.layers.ReLU(name=f"{name}_up{level}_act")(x)
+        x = keras.layers.Concatenate(name=f"{name}_skip{level}")([x, skips[level]])
+    x = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same", name=f"{name}_out")(x)
+    out = keras.layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
+    return keras.Model(images, out, name=name)
+
+
+def build_patch_discriminator(image_size, filters: int, name: str) -> keras.Model:
+    """CycleGAN's PatchGAN: logits per patch (a 70 x 70 receptive field at 64-128-256-512)."""
+    images = keras.Input((*image_size, 3), name="image")
+    x = images
+    for i, mult in enumerate((1, 2, 4, 8)):
+        x = keras.layers.Conv2D(filters * mult, 4, strides=2 if i < 3 else 1, padding="same", name=f"{name}_conv{i}")(x)
+        if i:
+            x = _instance_norm(f"{name}_conv{i}_norm")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"{name}_conv{i}_act")(x)
+    logits = keras.layers.Conv2D(1, 4, padding="same", dtype="float32", name=f"{name}_logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+# ---------------------------------------------------------------- losses
+
+def adversarial_losses(kind: str):
+    """(discriminator loss(real, fake), generator loss(fake)) on patch logits."""
+    tf = import_tf()
+    if kind == "lsgan":
+        def d_loss(real, fake):
+            return 0.5 * (tf.reduce_mean(tf.square(real - 1.0)) + tf.reduce_mean(tf.square(fake)))
+
+        def g_loss(fake):
+            return tf.reduce_mean(tf.square(fake - 1.0))
+    else:
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+        def d_loss(real, fake):
+            return 0.5 * (bce(tf.ones_like(real), real) + bce(tf.zeros_like(fake), fake))
+
+        def g_loss(fake):  # non-saturating: maximise log D(G(x))
+            return bce(tf.ones_like(fake), fake)
+    return d_loss, g_loss
+
+
+class CycleGAN:
+    """G_ab, G_ba, D_a, D_b, their Adam optimizers and one compiled step."""
+
+    def __init__(self, cfg: CycleGANConfig, image_size):
+        tf = import_tf()
+        self.cfg = cfg
+        self.G_ab = build_unet_generator(image_size, cfg.filters, cfg.depth, "generator_ab")
+        self.G_ba = build_unet_generator(image_size, cfg.filters, cfg.depth, "generator_ba")
+        self.D_a = build_patch_discriminator(image_size, cfg.discriminator_filters, "discriminator_a")
+        self.D_b = build_patch_discriminator(image_size, cfg.discriminator_filters, "discriminator_b")
+        self.generators = self.G_ab.trainable_variables + self.G_ba.trainable_variables
+        self.discriminators = self.D_a.trainable_variables + self.D_b.trainable_variables
+        self.g_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1)
+        self.d_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1)
+        self.g_opt.build(self.generators)
+        self.d_opt.build(self.discriminators)
+        self.d_loss_fn, self.g_adv_fn = adversarial_losses(cfg.adversarial)
+        self.step = tf.function(self._step, reduce_retracing=True)
+
+    def _step(self, a, b):
+        """One update of both generators, then of both discriminators, on images in [-1, 1]."""
+        tf = import_tf()
+        cfg = self.cfg
+        with tf.GradientTape() as tape:
+            fake_b, fake_a = self.G_ab(a, training=True), self.G_ba(b, training=True)
+            adversarial = self.g_adv_fn(self.D_b(fake_b, training=True)) + self.g_adv_fn(self.D_a(fake_a, training=True))
+            cycle = (tf.reduce_mean(tf.abs(self.G_ba(fake_b, training=True) - a))
+                     + tf.reduce_mean(tf.abs(self.G_ab(fake_a, training=True) - b)))
+            identity = tf.constant(0.0)
+            if cfg.identity_weight > 0:
+                identity = (tf.reduce_mean(tf.abs(self.G_ab(b, training=True) - b))
+                            + tf.reduce_mean(tf.abs(self.G_ba(a, training=True) - a)))
+            g_loss = adversarial + cfg.cycle_weight * (cycle + cfg.identity_weight * identity)
+        self.g_opt.apply_gradients(zip(tape.gradient(g_loss, self.generators), self.generators))
+        with tf.GradientTape() as tape:
+            d_loss = (self.d_loss_fn(self.D_a(a, training=True), self.D_a(fake_a, training=True))
+                      + self.d_loss_fn(self.D_b(b, training=True), self.D_b(fake_b, training=True)))
+        self.d_opt.apply_gradients(zip(tape.gradient(d_loss, self.discriminators), self.discriminators))
+        return {"g_loss": g_loss, "d_loss": d_loss, "adversarial": adversarial, "cycle": cycle, "identity": identity}
+
+
+def to_model_range(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+    return np.clip((np.asarray(images) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+
+
+def epoch_pairs(n_a: int, n_b: int, epoch: int, seed: int, steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into a, into b) of one epoch: every image of the smaller class once, in random
+    order, each with a random image of the larger one (undersampling, seed 002)."""
+    rng = np.random.default_rng([seed, epoch])
+    steps = steps or min(n_a, n_b)
+    if n_a <= n_b:
+        return np.resize(rng.permutation(n_a), steps), rng.integers(0, n_b, steps)
+    return rng.integers(0, n_a, steps), np.resize(rng.permutation(n_b), steps)
+
+
+def save_sample_grid(model: CycleGAN, a: np.ndarray, b: np.ndarray, path: str, title: str) -> None:
+    """Rows: a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b))."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xa, xb = to_model_range(a), to_model_range(b)
+    fb, fa = model.G_ab(xa, training=False), model.G_ba(xb, training=False)
+    rows = [xa, fb, model.G_ba(fb, training=False), xb, fa, model.G_ab(fa, training=False)]
+    names = ["a", "a -> b", "a -> b -> a", "b", "b -> a", "b -> a -> b"]
+    fig, axes = plt.subplots(len(rows), len(a), figsize=(1.6 * len(a), 1.6 * len(rows)), squeeze=False)
+    for r, (images, label) in enumerate(zip(rows, names)):
+        for c in range(len(a)):
+            axes[r, c].imshow(to_uint8(images[c]))
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: str, image_size, seed: int = 0,
+                   verbose: bool = True) -> dict:
+    """Train (or resume) on uint8 images of class a [Na, H, W, 3] and class b [Nb, H, W, 3].
+
+    The run folder gets ``checkpoints/`` (G, D, optimizers, epoch; resumed from automatically),
+    ``generator_ab.keras`` / ``generator_ba.keras`` after every epoch, ``samples.png`` (the grid of
+    the last epoch), ``history.csv`` (mean losses and seconds per step) and ``summary.json``.
+    """
+    tf = import_tf()
+    os.makedirs(run_dir, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    model = CycleGAN(cfg, image_size)
+    epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+    checkpoint = tf.train.Checkpoint(G_ab=model.G_ab, G_ba=model.G_ba, D_a=model.D_a, D_b=model.D_b,
+                                     g_opt=model.g_opt, d_opt=model.d_opt, epoch=epoch)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    history_path = os.path.join(run_dir, "history.csv")
+    rows = []
+    if int(epoch.numpy()) and os.path.isfile(history_path):
+        import csv
+
+        with open(history_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= int(epoch.numpy())]
+    grid = max(1, min(cfg.samples_per_grid, len(a), len(b)))
+    xa_all, xb_all = to_model_range(a), to_model_range(b)
+    for e in range(int(epoch.numpy()), cfg.epochs):
+        ia, ib = epoch_pairs(len(a), len(b), e, seed, cfg.steps_per_epoch)
+        steps = len(ia) // cfg.batch_size
+        bar = keras.utils.Progbar(steps, stateful_metrics=list(LOSS_NAMES), verbose=1 if verbose else 0)
+        if verbose:
+            print(f"CycleGAN epoch {e + 1}/{cfg.epochs}", flush=True)
+        sums, start = {k: 0.0 for k in LOSS_NAMES}, time.time()
+        for s in range(steps):
+            batch = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
+            losses = {k: float(v) for k, v in model.step(tf.constant(xa_all[ia[batch]]), tf.constant(xb_all[ib[batch]])).items()}
+            if not all(np.isfinite(v) for v in losses.values()):
+                raise FloatingPointError(f"non-finite CycleGAN loss at epoch {e + 1}, step {s + 1}: {losses}; "
+                                         f"the last checkpoint is intact ({manager.latest_checkpoint})")
+            for k in sums:
+                sums[k] += losses[k]
+            bar.update(s + 1, list(losses.items()))
+        seconds = time.time() - start
+        epoch.assign(e + 1)
+        for key, G in (("ab", model.G_ab), ("ba", model.G_ba)):
+            with atomic_path(os.path.join(run_dir, GENERATOR_FILES[key])) as tmp:
+                G.save(tmp)
+        manager.save()
+        save_sample_grid(model, a[:grid], b[:grid], os.path.join(run_dir, "samples.png"), f"epoch {e + 1}")
+        rows.append({"epoch": e + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps,
+                     "s_per_step": seconds / max(steps, 1)})
+        write_csv(history_path, rows)
+    summary = {"epochs": int(epoch.numpy()), "run_dir": run_dir,
+               "s_per_step": float(np.mean([float(r["s_per_step"]) for r in rows])) if rows else None}
+    with atomic_path(os.path.join(run_dir, "summary.json")) as tmp, open(tmp, "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def translate(generator, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """uint8 images [N, H, W, 3] through a generator; uint8 out."""
+    out = [to_uint8(generator(to_model_range(images[i:i + batch_size]), training=False))
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else images[:0]
