@@ -171,7 +171,8 @@ def cmd_synthesize(args) -> int:
 
 def cmd_classify(args) -> int:
     from .data.images2d import load_splits, training_set
-    from .training.classifier import evaluate_classifier, train_classifier
+    from .evaluation.classification import evaluate_classifier
+    from .training.classifier import train_classifier
 
     cfg = _images_config(args)
     splits = load_splits(cfg)

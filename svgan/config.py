@@ -486,6 +486,9 @@ class ClassifierConfig:
     learning_rate: float = 1e-3  # Adadelta (seed 002)
     batch_size: int = 16  # seed 002
     epochs: int = 100  # an upper bound: training stops when the validation loss stops improving
+    # Batches per epoch; None: one pass over the training set. Set, it gives every variant of a
+    # comparison the same optimizer steps however much augmentation grew its training set (ours).
+    steps_per_epoch: Optional[int] = None
     reduce_lr_factor: float = 0.1  # seed 002
     reduce_lr_patience: int = 5  # ours
     early_stopping_patience: int = 10  # ours: seed 002 keeps the best weights once the loss stagnates
@@ -520,6 +523,7 @@ class ImagesConfig:
         check(0 < c.width <= 1, "classifier.width must be in (0, 1]")
         check(c.weights is None or c.width == 1, "classifier.weights (VGG-16's) need classifier.width = 1")
         check(c.learning_rate > 0 and c.batch_size >= 1 and c.epochs >= 1, "classifier: learning_rate > 0, batch_size and epochs >= 1")
+        check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "classifier.steps_per_epoch must be >= 1 or null")
         check(0 < c.reduce_lr_factor < 1, "classifier.reduce_lr_factor must be in (0, 1)")
         return self
 

@@ -180,3 +180,14 @@ def training_set(cfg: ImagesConfig, train: ImageSet) -> ImageSet:
     for folder in cfg.data.synthetic_dirs:
         out = with_synthetic(out, read_synthetic(folder, train.classes, cfg.data.image_size), cfg.data.oversample_to_ratio)
     return out
+
+
+def image_dataset(images: ImageSet, batch_size: int, shuffle: bool, seed: int):
+    """Batches of (RGB float32 in [0, 1], class index) for Keras."""
+    from .._tf import import_tf
+
+    tf = import_tf()
+    ds = tf.data.Dataset.from_tensor_slices((images.images, images.labels.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(images.labels), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y)).prefetch(2)

@@ -38,8 +38,10 @@ def build_vgg_gap(image_size, num_classes: int, width: float = 1.0, weights: str
     x = CaffeInput(name="caffe_input")(images) if weights else images
     for b, (filters, convs) in enumerate(VGG16_BLOCKS, start=1):
         for c in range(1, convs + 1):
+            # He initialisation: with Keras' default (Glorot) the signal shrinks by about half per ReLU
+            # layer and thirteen of them leave a constant output (measured: no learning from scratch).
             x = keras.layers.Conv2D(max(1, int(round(filters * width))), 3, padding="same", activation="relu",
-                                    name=f"block{b}_conv{c}")(x)
+                                    kernel_initializer="he_normal", name=f"block{b}_conv{c}")(x)
         if b < len(VGG16_BLOCKS):  # the last block's maps feed GAP (and Grad-CAM) at 1/16 resolution
             x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)

@@ -40,7 +40,8 @@ def _variant_config(cfg: ImagesConfig, variant: str, seed: int, synthetic_dir: s
 def compare_oversampling(cfg: ImagesConfig, out_dir: str, seeds: int, variants=VARIANTS, data_root: str | None = None,
                          verbose: bool = True) -> dict:
     from ..synthesis.oversample import synthesize
-    from .classifier import evaluate_classifier, train_classifier
+    from ..evaluation.classification import evaluate_classifier
+    from .classifier import train_classifier
 
     unknown = [v for v in variants if v not in VARIANTS and not (v.startswith("augment") and v[7:].isdigit())]
     if unknown or seeds < 1:
