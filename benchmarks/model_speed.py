@@ -85,33 +85,40 @@ def _allocator_label() -> str:
     return "svgan allocator"
 
 
-def run(name: str, part: str) -> None:
+def run(name: str, part: str, overrides: list[str]) -> None:
     import numpy as np
 
     from svgan._tf import import_tf
     from svgan.config import load_config
+    from svgan.losses.registry import build_classification_loss, uses_cosine_classifier
     from svgan.models import build_discriminator, build_generator
     from svgan.training import runtime
     from svgan.training.gan_step import GANStep
 
     tf = import_tf()
     spec = CONFIGS[name]
-    cfg = load_config(os.path.join(REPO, spec["file"]))
+    cfg = load_config(os.path.join(REPO, spec["file"]), overrides)
     size, t, b, c = spec["size"], cfg.pipeline.sequence_length, cfg.pipeline.batch_size, spec["channels"]
     rt = runtime.configure(cfg.train, cfg.seed)
-    G = build_generator(cfg.model, (size, size), c, NUM_CLASSES, spec["diseases"], spec["phases"])
+    G = build_generator(cfg.model, (size, size), c, NUM_CLASSES, spec["diseases"], spec["phases"],
+                        cosine_classifier=uses_cosine_classifier(cfg.model, cfg.loss))
     rng = np.random.default_rng(0)
     if part == "infer":  # the generator alone, as a prediction command holds it
         _inference(name, spec, G, t, b, rng)
         return
     D = build_discriminator(cfg.model, (size, size), c, NUM_CLASSES)
     # A cosine schedule needs a planned length; its value does not change a step's cost.
-    gan = GANStep(cfg, G, D, np.ones(NUM_CLASSES), np.ones(spec["diseases"]), rt, total_steps=100 * cfg.train.epochs)
+    # LDAM / LMF margins need class counts: the demo's 3:1 patient ratio.
+    disease_loss = build_classification_loss(cfg.loss.classification_loss, np.ones(spec["diseases"]),
+                                             cfg.loss.classification_loss_args, class_counts=[30] + [10] * (spec["diseases"] - 1))
+    gan = GANStep(cfg, G, D, np.ones(NUM_CLASSES), np.ones(spec["diseases"]), rt, total_steps=100 * cfg.train.epochs,
+                  classification_loss=disease_loss)
     batch = {"image": tf.constant(rng.normal(size=(b, t, size, size, c)).astype(np.float32)),
              "label": tf.constant(rng.integers(0, NUM_CLASSES, size=(b, t, size, size)).astype(np.int32)),
              "disease": tf.constant(rng.integers(0, spec["diseases"], size=(b,)).astype(np.int32))}
     m = _timed_steps(gan.step, _input_pipeline(tf, batch), warmup=2, repeats=5 if name != "full" else 3)
-    print(f"[{name}] training ({_allocator_label()}): {m['s_per_step']:.2f} s/step ({b * t / m['s_per_step']:.1f} slices/s); "
+    label = f"{name} {' '.join(overrides)}".strip()
+    print(f"[{label}] training ({_allocator_label()}): {m['s_per_step']:.2f} s/step ({b * t / m['s_per_step']:.1f} slices/s); "
           f"per step: user {m['user']:.2f} s, system {m['system']:.2f} s, {m['faults']:,.0f} minor page faults; "
           f"batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, {G.count_params() + D.count_params():,} parameters")
     if name == "demo":
@@ -207,10 +214,12 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(CONFIGS))
     parser.add_argument("--part", choices=["train", "infer"])
     parser.add_argument("--compare", action="store_true", help="also measure with per-thread arenas and with the allocator defaults undone")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the configuration, e.g. loss.classification_loss=ldam (repeatable)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run(args.only, args.part)
+        run(args.only, args.part, args.set)
         return
     settings = [{}, PER_THREAD_ARENAS, UNDO_ALLOCATOR] if args.compare else [{}]
     for name in [args.only] if args.only else CONFIGS:
@@ -220,8 +229,8 @@ def main() -> None:
                 for key in [*UNDO_ALLOCATOR, *PER_THREAD_ARENAS]:
                     if key not in extra:
                         env.pop(key, None)
-                subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--only", name, "--part", part],
-                               check=True, env=env)
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--only", name, "--part", part,
+                                *[x for o in args.set for x in ("--set", o)]], check=True, env=env)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,10 @@ def cmd_ablate(args) -> int:
 def _images_config(args):
     from .config import load_images_config
 
-    cfg = load_images_config(args.config, list(args.set or []))
+    overrides = list(args.set or [])
+    if getattr(args, "weights", None):
+        overrides.append(f"classifier.weights={os.path.abspath(args.weights)}")
+    cfg = load_images_config(args.config, overrides)
     if getattr(args, "data", None):
         cfg.data.root = args.data
     return cfg
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root)")
     p.add_argument("--out", help="run folder (default: run_dir/classifier-<time>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. data.synthetic_dirs=[synthetic/]")
+    p.add_argument("--weights", metavar="PATH", help="a local VGG-16 notop weights file (ImageNet); nothing is downloaded")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("oversampling", help="2D images: seed 002's Table 1 (baseline, augment 5x / 10x, CycleGAN)")
@@ -323,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--variants", default="baseline,augment5,augment10,cyclegan")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--weights", metavar="PATH", help="a local VGG-16 notop weights file (ImageNet); nothing is downloaded")
     p.set_defaults(func=cmd_oversampling)
 
     p = sub.add_parser("prepare", help="preprocess a raw BraTS / ACDC folder into training data")
