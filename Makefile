@@ -65,6 +65,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/hd95_speed.py
+	$(PY) benchmarks/cyclegan_speed.py
 
 clean-demo:
 	rm -rf $(DEMO)

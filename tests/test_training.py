@@ -63,9 +63,10 @@ def test_every_head_and_the_discriminator_get_gradients(brats_prepared, tmp_path
     assert all(not np.array_equal(a, b) for a, b in zip(before, after) if a.size > 1), "every weight tensor moves"
 
 
-def test_a_step_under_mirrored_strategy_equals_a_step_without(brats_prepared, tmp_path):
+@pytest.mark.parametrize("losses", [[], ["loss.segmentation_loss=dice", "loss.classification_loss=focal"]])
+def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
-    cfg = _cfg()
+    cfg = _cfg(*losses)
     single = Trainer(cfg, manifest, str(tmp_path / "a"))
     assert len(tf.config.list_logical_devices("CPU")) == 2
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

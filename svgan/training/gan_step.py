@@ -86,12 +86,14 @@ class GANStep:
         out = self.G(batch["image"], training=training)
         fake = tf.nn.softmax(out["segmentation"])
         adversarial = generator_adversarial_loss(self.D([batch["image"], fake], training=training))
-        segmentation = self.segmentation_loss(batch["label"], out["segmentation"])
+        # Loss.call (the values), not __call__: Keras divides a reduced loss by the number of
+        # replicas under a tf.distribute strategy, which _scaled below already does.
+        segmentation = tf.reduce_mean(self.segmentation_loss.call(batch["label"], out["segmentation"]))
         disease = batch["disease"]
         if self.cfg.loss.classify_labelled_windows_only:
             labelled = tf.reduce_any(batch["label"] > 0, axis=[1, 2, 3])
             disease = tf.where(labelled, disease, -1)  # -1: ignored by Eq. 4
-        classification = self.classification_loss(disease, out["disease"])
+        classification = tf.reduce_mean(self.classification_loss.call(disease, out["disease"]))
         total = total_generator_loss(adversarial, segmentation, classification, self.loss_weights)
         return {"g_loss": total, "adversarial": adversarial, "segmentation": segmentation, "classification": classification}
 
