@@ -163,11 +163,20 @@ def _images_config(args):
 
 
 def cmd_synthesize(args) -> int:
-    from .synthesis.oversample import synthesize
+    from .synthesis.oversample import cyclegan_run_dir, synthesize
+    from .synthesis.volumes import is_prepared_folder, synthesize_patients
 
     cfg = _images_config(args)
-    result = synthesize(cfg, getattr(args, "from"), args.to, args.count, args.out_dir, run_dir=args.run_dir)
-    print(f"Wrote {result['images']} synthetic {args.to} image(s) to {os.path.abspath(result['out_dir'])} "
+    source, target = getattr(args, "from"), args.to
+    if is_prepared_folder(args.data):  # BraTS / ACDC: synthetic patients in a new prepared folder
+        result = synthesize_patients(cfg.cyclegan, args.data, source, target, args.count, args.out_dir,
+                                     args.run_dir or cyclegan_run_dir(cfg, source, target), cfg.seed)
+        print(f"Wrote {len(result['patients'])} synthetic {target} patient(s) into the prepared folder "
+              f"{os.path.abspath(result['out_dir'])} (training patients per class now {result['train_patients_per_class']}; "
+              f"CycleGAN run {result['cyclegan_run']}); train on it with svgan train --data {result['out_dir']}")
+        return 0
+    result = synthesize(cfg, source, target, args.count, args.out_dir, run_dir=args.run_dir)
+    print(f"Wrote {result['images']} synthetic {target} image(s) to {os.path.abspath(result['out_dir'])} "
           f"(CycleGAN run {result['cyclegan_run']}); add the folder to data.synthetic_dirs to train with them")
     return 0
 
@@ -301,9 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malignant-fraction", type=float, default=0.2, help="lesions: share of malignant images")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("synthesize", help="2D images: train a CycleGAN between two classes and write synthetic images")
-    p.add_argument("--config", help="YAML configuration of the 2D path (configs/demo_lesions.yaml)")
-    p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root)")
+    p = sub.add_parser("synthesize", help="train a CycleGAN between two classes and write synthetic minority samples")
+    p.add_argument("--config", help="YAML configuration with a cyclegan section (configs/demo_lesions.yaml)")
+    p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root), or a prepared BraTS / "
+                                  "ACDC folder (synthetic patients, written as a new prepared folder)")
     p.add_argument("--from", required=True, metavar="CLASS", help="class to translate from (the majority)")
     p.add_argument("--to", required=True, metavar="CLASS", help="class to synthesise (the minority)")
     p.add_argument("--count", type=int, required=True, help="synthetic images to write")

@@ -146,11 +146,11 @@ def test_classifier_is_scored_with_rows_as_truth_and_sensitivity_tp_over_tp_plus
 
 
 def test_cyclegan_resumes_from_its_last_epoch(lesions, tmp_path):
-    from svgan.synthesis.cyclegan import epoch_pairs, train_cyclegan
+    from svgan.synthesis.cyclegan import epoch_pairs, to_model_range, train_cyclegan
 
     cfg = _config(lesions, "cyclegan.steps_per_epoch=3")
     train = load_splits(cfg)["train"]
-    a, b = train.images[train.labels == 0], train.images[train.labels == 1]
+    a, b = to_model_range(train.images[train.labels == 0]), to_model_range(train.images[train.labels == 1])
     run = str(tmp_path / "cyclegan")
     train_cyclegan(cfg.cyclegan, a, b, run, cfg.data.image_size, verbose=False)
     with open(os.path.join(run, "history.csv")) as f:
@@ -196,3 +196,38 @@ def test_oversampling_compares_the_variants_in_one_table(lesions, tmp_path, caps
         added = len(json.load(f)["images"])
     train = load_splits(_config(lesions))["train"]
     assert added == train.counts()[0] - train.counts()[1]
+
+
+def test_synthetic_brats_patients_keep_their_label_maps_and_join_the_training_split_only(brats_prepared, tmp_path):
+    from svgan.data.manifest import load_manifest
+    from svgan.data.pipeline import make_dataset
+    from svgan.data.prepare import load_prepared
+
+    from conftest import tiny_config
+
+    out = str(tmp_path / "prepared_with_synthetic")
+    cg = ["cyclegan.filters=4", "cyclegan.depth=2", "cyclegan.discriminator_filters=4", "cyclegan.epochs=1",
+          "cyclegan.steps_per_epoch=2"]
+    args = ["synthesize", "--data", brats_prepared, "--from", "HGG", "--to", "LGG", "--count", "2", "--run-dir",
+            str(tmp_path / "cg"), out] + [x for s in cg for x in ("--set", s)]
+    assert main(args) == 0
+    before, after = load_manifest(brats_prepared), load_manifest(out)
+    synthetic = sorted(set(after.patients) - set(before.patients))
+    assert len(synthetic) == 2 and all(after.patients[p]["split"] == "train" for p in synthetic)
+    for split in ("validation", "test"):
+        assert after.split_ids(split) == before.split_ids(split)
+    counts = before.disease_patient_counts("train")
+    assert after.disease_patient_counts("train").tolist() == [counts[0], counts[1] + 2]
+    for pid in synthetic:
+        source = after.patients[pid]["synthetic"]["source"]
+        assert before.patients[source]["disease"] == 0 and before.patients[source]["split"] == "train"
+        image, label = load_prepared(after.patient_file(pid))
+        src_image, src_label = load_prepared(before.patient_file(source))
+        assert np.array_equal(label, src_label) and image.shape == src_image.shape
+        assert np.all(image[np.all(src_image == 0, axis=-1)] == 0)  # background kept
+        assert not np.allclose(image, src_image)  # translated
+    # The trainer's pipeline reads the new folder, originals by their absolute paths.
+    cfg = tiny_config("brats", "pipeline.batch_size=2")
+    batch = next(iter(make_dataset(after, "train", cfg, training=True)))
+    assert batch["image"].shape[0] == 2
+    assert main(args) == 2  # a used output folder is one error

@@ -11,8 +11,8 @@ log-likelihood (``bce``, non-saturating for the generators). Adam 2e-4, beta1 0.
 
 Seed 002 balances the two classes by undersampling the larger one; here each epoch pairs every
 image of the smaller class with a random image of the larger one (seeded by the epoch, so a
-resumed run draws the same pairs). Images are RGB in [-1, 1] inside; ``translate`` takes and
-returns uint8. Left out, as seed 002 does not mention them: CycleGAN's pool of 50 past fakes
+resumed run draws the same pairs). Images have any number of channels (RGB photographs, MRI
+modalities) and are scaled to [-1, 1] by the caller. Left out, as seed 002 does not mention them: CycleGAN's pool of 50 past fakes
 and its linear learning-rate decay.
 """
 
@@ -40,9 +40,9 @@ def _instance_norm(name: str):
     return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)  # one group per channel
 
 
-def build_unet_generator(image_size, filters: int, depth: int, name: str) -> keras.Model:
-    """A U-Net from RGB to RGB: ``depth`` stride-2 levels, instance norm, tanh output in [-1, 1]."""
-    images = keras.Input((*image_size, 3), name="image")
+def build_unet_generator(image_size, filters: int, depth: int, name: str, channels: int = 3) -> keras.Model:
+    """A U-Net from C channels to C channels: ``depth`` stride-2 levels, instance norm, tanh output in [-1, 1]."""
+    images = keras.Input((*image_size, channels), name="image")
     x, skips = images, []
     for level in range(depth):
         x = keras.layers.Conv2D(filters * 2 ** min(level, 3), 4, strides=2, padding="same", name=f"{name}_down{level}")(x)
@@ -55,14 +55,14 @@ def build_unet_generator(image_size, filters: int, depth: int, name: str) -> ker
         x = _instance_norm(f"{name}_up{level}_norm")(x)
         x = keras.layers.ReLU(name=f"{name}_up{level}_act")(x)
         x = keras.layers.Concatenate(name=f"{name}_skip{level}")([x, skips[level]])
-    x = keras.layers.Conv2DTranspose(3, 4, strides=2, padding="same", name=f"{name}_out")(x)
+    x = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", name=f"{name}_out")(x)
     out = keras.layers.Activation("tanh", dtype="float32", name=f"{name}_tanh")(x)
     return keras.Model(images, out, name=name)
 
 
-def build_patch_discriminator(image_size, filters: int, name: str) -> keras.Model:
+def build_patch_discriminator(image_size, filters: int, name: str, channels: int = 3) -> keras.Model:
     """CycleGAN's PatchGAN: logits per patch (a 70 x 70 receptive field at 64-128-256-512)."""
-    images = keras.Input((*image_size, 3), name="image")
+    images = keras.Input((*image_size, channels), name="image")
     x = images
     for i, mult in enumerate((1, 2, 4, 8)):
         x = keras.layers.Conv2D(filters * mult, 4, strides=2 if i < 3 else 1, padding="same", name=f"{name}_conv{i}")(x)
@@ -98,13 +98,13 @@ def adversarial_losses(kind: str):
 class CycleGAN:
     """G_ab, G_ba, D_a, D_b, their Adam optimizers and one compiled step."""
 
-    def __init__(self, cfg: CycleGANConfig, image_size):
+    def __init__(self, cfg: CycleGANConfig, image_size, channels: int = 3):
         tf = import_tf()
         self.cfg = cfg
-        self.G_ab = build_unet_generator(image_size, cfg.filters, cfg.depth, "generator_ab")
-        self.G_ba = build_unet_generator(image_size, cfg.filters, cfg.depth, "generator_ba")
-        self.D_a = build_patch_discriminator(image_size, cfg.discriminator_filters, "discriminator_a")
-        self.D_b = build_patch_discriminator(image_size, cfg.discriminator_filters, "discriminator_b")
+        self.G_ab = build_unet_generator(image_size, cfg.filters, cfg.depth, "generator_ab", channels)
+        self.G_ba = build_unet_generator(image_size, cfg.filters, cfg.depth, "generator_ba", channels)
+        self.D_a = build_patch_discriminator(image_size, cfg.discriminator_filters, "discriminator_a", channels)
+        self.D_b = build_patch_discriminator(image_size, cfg.discriminator_filters, "discriminator_b", channels)
         self.generators = self.G_ab.trainable_variables + self.G_ba.trainable_variables
         self.discriminators = self.D_a.trainable_variables + self.D_b.trainable_variables
         self.g_opt = keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1)
@@ -137,6 +137,7 @@ class CycleGAN:
 
 
 def to_model_range(images: np.ndarray) -> np.ndarray:
+    """uint8 images to the networks' range [-1, 1]."""
     return images.astype(np.float32) / 127.5 - 1.0
 
 
@@ -154,21 +155,26 @@ def epoch_pairs(n_a: int, n_b: int, epoch: int, seed: int, steps: int | None) ->
     return rng.integers(0, n_a, steps), np.resize(rng.permutation(n_b), steps)
 
 
-def save_sample_grid(model: CycleGAN, a: np.ndarray, b: np.ndarray, path: str, title: str) -> None:
-    """Rows: a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b))."""
+def _shown(image) -> np.ndarray:
+    """An image in [-1, 1] for imshow: RGB as it is, other channel counts by their first channel."""
+    image = (np.clip(np.asarray(image), -1, 1) + 1) / 2
+    return image if image.shape[-1] == 3 else image[..., 0]
+
+
+def save_sample_grid(model: CycleGAN, xa: np.ndarray, xb: np.ndarray, path: str, title: str) -> None:
+    """Rows: a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b)) (images in [-1, 1])."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xa, xb = to_model_range(a), to_model_range(b)
     fb, fa = model.G_ab(xa, training=False), model.G_ba(xb, training=False)
     rows = [xa, fb, model.G_ba(fb, training=False), xb, fa, model.G_ab(fa, training=False)]
     names = ["a", "a -> b", "a -> b -> a", "b", "b -> a", "b -> a -> b"]
-    fig, axes = plt.subplots(len(rows), len(a), figsize=(1.6 * len(a), 1.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(xa), figsize=(1.6 * len(xa), 1.6 * len(rows)), squeeze=False)
     for r, (images, label) in enumerate(zip(rows, names)):
-        for c in range(len(a)):
-            axes[r, c].imshow(to_uint8(images[c]))
+        for c in range(len(xa)):
+            axes[r, c].imshow(_shown(images[c]), cmap="gray", vmin=0, vmax=1)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(label, fontsize=7)
@@ -181,7 +187,7 @@ def save_sample_grid(model: CycleGAN, a: np.ndarray, b: np.ndarray, path: str, t
 
 def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: str, image_size, seed: int = 0,
                    verbose: bool = True) -> dict:
-    """Train (or resume) on uint8 images of class a [Na, H, W, 3] and class b [Nb, H, W, 3].
+    """Train (or resume) on images of class a [Na, H, W, C] and class b [Nb, H, W, C] in [-1, 1].
 
     The run folder gets ``checkpoints/`` (G, D, optimizers, epoch; resumed from automatically),
     ``generator_ab.keras`` / ``generator_ba.keras`` after every epoch, ``samples.png`` (the grid of
@@ -190,7 +196,7 @@ def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: s
     tf = import_tf()
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    model = CycleGAN(cfg, image_size)
+    model = CycleGAN(cfg, image_size, channels=a.shape[-1])
     epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
     checkpoint = tf.train.Checkpoint(G_ab=model.G_ab, G_ba=model.G_ba, D_a=model.D_a, D_b=model.D_b,
                                      g_opt=model.g_opt, d_opt=model.d_opt, epoch=epoch)
@@ -205,7 +211,7 @@ def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: s
         with open(history_path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= int(epoch.numpy())]
     grid = max(1, min(cfg.samples_per_grid, len(a), len(b)))
-    xa_all, xb_all = to_model_range(a), to_model_range(b)
+    xa_all, xb_all = np.asarray(a, np.float32), np.asarray(b, np.float32)
     for e in range(int(epoch.numpy()), cfg.epochs):
         ia, ib = epoch_pairs(len(a), len(b), e, seed, cfg.steps_per_epoch)
         steps = len(ia) // cfg.batch_size
@@ -240,7 +246,6 @@ def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: s
 
 
 def translate(generator, images: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """uint8 images [N, H, W, 3] through a generator; uint8 out."""
-    out = [to_uint8(generator(to_model_range(images[i:i + batch_size]), training=False))
-           for i in range(0, len(images), batch_size)]
+    """Images [N, H, W, C] in [-1, 1] through a generator, in [-1, 1]."""
+    out = [np.asarray(generator(images[i:i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else images[:0]

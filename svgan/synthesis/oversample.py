@@ -20,7 +20,7 @@ import numpy as np
 from ..config import ImagesConfig
 from ..data.images2d import PROVENANCE_NAME, load_splits
 from ..errors import DataError
-from .cyclegan import GENERATOR_FILES, train_cyclegan, translate
+from .cyclegan import GENERATOR_FILES, to_model_range, to_uint8, train_cyclegan, translate
 
 
 def cyclegan_run_dir(cfg: ImagesConfig, source: str, target: str) -> str:
@@ -47,13 +47,13 @@ def synthesize(cfg: ImagesConfig, source: str, target: str, count: int, out_dir:
     if not len(a_index) or not len(b_index):
         raise DataError(f"the training split needs images of both {source!r} and {target!r}", data_root or cfg.data.root)
     run_dir = run_dir or cyclegan_run_dir(cfg, source, target)
-    train_cyclegan(cfg.cyclegan, train.images[a_index], train.images[b_index], run_dir, cfg.data.image_size, cfg.seed,
-                   verbose)
+    train_cyclegan(cfg.cyclegan, to_model_range(train.images[a_index]), to_model_range(train.images[b_index]), run_dir,
+                   cfg.data.image_size, cfg.seed, verbose)
     model_path = os.path.abspath(os.path.join(run_dir, GENERATOR_FILES["ab"]))
     generator = keras.models.load_model(model_path)
     rng = np.random.default_rng(cfg.seed)
     sources = a_index[np.resize(rng.permutation(len(a_index)), count)]  # every source once before any repeats
-    images = translate(generator, train.images[sources])
+    images = to_uint8(translate(generator, to_model_range(train.images[sources])))
 
     from PIL import Image
 
