@@ -49,8 +49,7 @@ def _recording_predict_fn(G, record: list):
 
     def recording(images):
         seg, disease = predict(images)
-        record.append((features(images, training=False).numpy(), (seg.numpy().argmax(-1) > 0).sum(axis=(1, 2, 3)),
-                       disease.numpy()))
+        record.append((features(images, training=False).numpy(), (seg.numpy().argmax(-1) > 0).sum(axis=(1, 2, 3))))
         return seg, disease
 
     return recording
@@ -74,9 +73,11 @@ def evaluated_windows(G, cfg, manifest, records):
 
 
 def patient_probabilities(window_probs: np.ndarray, fg: np.ndarray) -> np.ndarray:
-    """The evaluation's rule (``predict_patient``): windows weighted by predicted foreground voxels."""
-    weights = fg if fg.sum() > 0 else np.ones_like(fg)
-    return (weights[:, None] * window_probs).sum(0) / weights.sum()
+    """The evaluation's rule (``patient_disease``); overlapping windows are never padded, so
+    every window has the same number of real slices."""
+    from svgan.evaluation.inference import patient_disease
+
+    return patient_disease(window_probs, fg, np.ones(len(fg)))
 
 
 def head_for_variant(G, run_cfg_path: str, overrides: list[str], manifest, size, seed: int):

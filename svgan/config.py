@@ -469,7 +469,7 @@ class CycleGANConfig:
     beta_1: float = 0.5
     batch_size: int = 1
     epochs: int = 500  # seed 002
-    steps_per_epoch: Optional[int] = None  # None: one pass over the larger class's training images
+    steps_per_epoch: Optional[int] = None  # None: every image of the smaller class once (seed 002's undersampling)
     samples_per_grid: int = 4
 
 
@@ -526,10 +526,6 @@ class ImagesConfig:
         check(c.steps_per_epoch is None or c.steps_per_epoch >= 1, "classifier.steps_per_epoch must be >= 1 or null")
         check(0 < c.reduce_lr_factor < 1, "classifier.reduce_lr_factor must be in (0, 1)")
         return self
-
-    def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            yaml.safe_dump(dataclasses.asdict(self), f, sort_keys=False)
 
 
 def load_images_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> ImagesConfig:

@@ -178,7 +178,7 @@ def test_synthesize_translates_training_images_only_and_refuses_a_used_folder(le
     assert len(provenance["images"]) == 5 and {r["class"] for r in provenance["images"]} == {"malignant"}
     assert {r["source"] for r in provenance["images"]} <= {os.path.abspath(p) for p in train.paths}
     assert all(load_image(os.path.join(out, r["file"]), (16, 16)).shape == (16, 16, 3) for r in provenance["images"])
-    assert not os.path.exists(out + ".partial")
+    assert sorted(os.listdir(tmp_path)) == ["cg", "synthetic"]  # no temporary folder left beside the output
     assert main(args) == 2  # the folder is not empty any more: one error line, nothing overwritten
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -124,6 +125,30 @@ def atomic_path(final_path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def require_new_folder(path: str | os.PathLike) -> None:
+    """A command's output folder must not exist yet, or be empty: nothing of a user's is overwritten."""
+    if os.path.isdir(path) and os.listdir(path):
+        raise DataError("output folder exists and is not empty; give a new folder", path)
+
+
+@contextlib.contextmanager
+def atomic_folder(final_dir: str | os.PathLike):
+    """``atomic_path`` for a folder: yield a temporary folder beside ``final_dir`` and rename it
+    into place (over an empty ``final_dir``) only on success; otherwise nothing is left."""
+    final_dir = os.fspath(final_dir).rstrip("/")
+    parent = os.path.dirname(final_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(final_dir)}.", dir=parent)
+    try:
+        yield tmp
+        require_new_folder(final_dir)
+        if os.path.isdir(final_dir):
+            os.rmdir(final_dir)
+        os.replace(tmp, final_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _suffix(name: str) -> str:

@@ -84,5 +84,11 @@ def predict_patient(predict_fn, image: np.ndarray, sequence_length: int, batch_s
             fg_weights.append(float(np.sum(seg[i, valid].argmax(-1) > 0)))
             slice_weights.append(float(valid.sum()))
     probs /= seen[..., None, None, None]
-    weights = np.asarray(fg_weights if sum(fg_weights) > 0 else slice_weights)
-    return probs, (weights[:, None] * np.asarray(window_probs)).sum(0) / weights.sum()
+    return probs, patient_disease(window_probs, fg_weights, slice_weights)
+
+
+def patient_disease(window_probs, foreground_voxels, real_slices) -> np.ndarray:
+    """The patient's disease probabilities [M] from its windows' [W, M]: the mean weighted by each
+    window's predicted foreground voxels, or by its real slices where no window has foreground."""
+    weights = np.asarray(foreground_voxels if np.sum(foreground_voxels) > 0 else real_slices, float)
+    return (weights[:, None] * np.asarray(window_probs)).sum(0) / weights.sum()

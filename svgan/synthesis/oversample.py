@@ -5,7 +5,7 @@ Only training-split images are used, both to train the CycleGAN and as sources t
 so nothing derived from a validation or test image reaches training. The output folder holds
 PNGs at the dataset's image size and ``provenance.json`` (per image: file, class, source
 image; for the folder: the generator file, seed and configuration). The folder appears only
-when complete (written as ``OUT.partial`` and renamed).
+when complete (``svgan.data.io.atomic_folder``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 
 import numpy as np
 
 from ..config import ImagesConfig
-from ..data.images2d import PROVENANCE_NAME, load_splits
+from ..data.images2d import PROVENANCE_NAME, ImageSet, load_splits
+from ..data.io import atomic_folder, require_new_folder
 from ..errors import DataError
 from .cyclegan import GENERATOR_FILES, to_model_range, to_uint8, train_cyclegan, translate
 
@@ -28,15 +28,16 @@ def cyclegan_run_dir(cfg: ImagesConfig, source: str, target: str) -> str:
 
 
 def synthesize(cfg: ImagesConfig, source: str, target: str, count: int, out_dir: str, data_root: str | None = None,
-               run_dir: str | None = None, verbose: bool = True) -> dict:
-    """Train (or resume) the CycleGAN ``source`` <-> ``target`` and write ``count`` translations."""
+               run_dir: str | None = None, verbose: bool = True, train: ImageSet | None = None) -> dict:
+    """Train (or resume) the CycleGAN ``source`` <-> ``target`` and write ``count`` translations.
+    ``train``: the training split when the caller has loaded it already."""
     import keras
 
     if count < 1:
         raise DataError(f"--count must be >= 1, got {count}")
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise DataError("output folder exists and is not empty; give a new folder", out_dir)
-    train = load_splits(cfg, data_root)["train"]
+    require_new_folder(out_dir)
+    if train is None:
+        train = load_splits(cfg, data_root)["train"]
     for name in (source, target):
         if name not in train.classes:
             raise DataError(f"unknown class {name!r} (classes: {', '.join(train.classes)})", data_root or cfg.data.root)
@@ -57,19 +58,15 @@ def synthesize(cfg: ImagesConfig, source: str, target: str, count: int, out_dir:
 
     from PIL import Image
 
-    partial = out_dir.rstrip("/") + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
     records = []
-    for i, (image, src) in enumerate(zip(images, sources)):
-        name = f"synthetic_{target}_{i:05d}.png"
-        Image.fromarray(image).save(os.path.join(partial, name), format="PNG")
-        records.append({"file": name, "class": target, "source": os.path.abspath(train.paths[src]), "source_class": source})
-    provenance = {"images": records, "generator": model_path, "seed": cfg.seed, "from": source, "to": target,
-                  "config": dataclasses.asdict(cfg)}
-    with open(os.path.join(partial, PROVENANCE_NAME), "w") as f:
-        json.dump(provenance, f, indent=1)
-    if os.path.isdir(out_dir):
-        os.rmdir(out_dir)  # empty (checked above)
-    os.replace(partial, out_dir)
+    with atomic_folder(out_dir) as folder:
+        for i, (image, src) in enumerate(zip(images, sources)):
+            name = f"synthetic_{target}_{i:05d}.png"
+            Image.fromarray(image).save(os.path.join(folder, name), format="PNG")
+            records.append({"file": name, "class": target, "source": os.path.abspath(train.paths[src]),
+                            "source_class": source})
+        provenance = {"images": records, "generator": model_path, "seed": cfg.seed, "from": source, "to": target,
+                      "config": dataclasses.asdict(cfg)}
+        with open(os.path.join(folder, PROVENANCE_NAME), "w") as f:
+            json.dump(provenance, f, indent=1)
     return {"out_dir": out_dir, "images": len(records), "cyclegan_run": run_dir}

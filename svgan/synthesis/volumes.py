@@ -23,11 +23,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 
 import numpy as np
 
 from ..config import CycleGANConfig
+from ..data.io import atomic_folder, require_new_folder
 from ..data.manifest import MANIFEST_NAME, load_manifest, save_manifest, totals
 from ..data.prepare import load_prepared, save_arrays
 from ..errors import DataError
@@ -57,8 +57,7 @@ def synthesize_patients(cfg: CycleGANConfig, prepared_dir: str, source: str, tar
             raise DataError(f"unknown class {name!r} (classes: {', '.join(classes)})", prepared_dir)
     if source == target or count < 1:
         raise DataError("--from and --to must differ and --count must be >= 1")
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise DataError("output folder exists and is not empty; give a new folder", out_dir)
+    require_new_folder(out_dir)
     train = manifest.split_ids("train")
     from_ids = [p for p in train if manifest.patients[p]["disease"] == classes.index(source)]
     to_ids = [p for p in train if manifest.patients[p]["disease"] == classes.index(target)]
@@ -76,35 +75,29 @@ def synthesize_patients(cfg: CycleGANConfig, prepared_dir: str, source: str, tar
     data = copy.deepcopy(manifest.data)
     for pid, entry in data["patients"].items():
         entry["file"] = os.path.abspath(manifest.patient_file(pid))
-    partial = out_dir.rstrip("/") + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
     rng = np.random.default_rng(seed)
     chosen = [from_ids[i] for i in np.resize(rng.permutation(len(from_ids)), count)]
     made = []
-    for i, pid in enumerate(chosen):
-        image, label = load_prepared(manifest.patient_file(pid))
-        flat = image.reshape(-1, *image.shape[2:])
-        synthetic = translate(generator, np.clip(flat / scale, -1, 1)) * scale
-        background = np.all(flat == 0, axis=-1)
-        synthetic[background] = 0
-        new_id = f"synthetic_{target}_{i:04d}_from_{pid}"
-        save_arrays(os.path.join(partial, f"{new_id}.npz"), synthetic.reshape(image.shape), label)
-        entry = copy.deepcopy(manifest.patients[pid])
-        entry.update({"file": f"{new_id}.npz", "disease": classes.index(target), "split": "train",
-                      "synthetic": {"source": pid, "generator": generator_path, "seed": seed, "scale": scale}})
-        data["patients"][new_id] = entry
-        data["split"][new_id] = "train"
-        made.append(new_id)
-    data.update(totals(data["patients"], len(manifest.class_names), len(classes)))
-    with open(os.path.join(partial, PROVENANCE_NAME), "w") as f:
-        json.dump({"from": source, "to": target, "prepared": os.path.abspath(prepared_dir), "generator": generator_path,
-                   "seed": seed, "scale": scale, "patients": {m: data["patients"][m]["synthetic"]["source"] for m in made}},
-                  f, indent=1)
-    save_manifest(partial, data)
-    if os.path.isdir(out_dir):
-        os.rmdir(out_dir)
-    os.replace(partial, out_dir)
+    with atomic_folder(out_dir) as folder:
+        for i, pid in enumerate(chosen):
+            image, label = load_prepared(manifest.patient_file(pid))
+            flat = image.reshape(-1, *image.shape[2:])
+            synthetic = translate(generator, np.clip(flat / scale, -1, 1)) * scale
+            synthetic[np.all(flat == 0, axis=-1)] = 0  # the background stays
+            new_id = f"synthetic_{target}_{i:04d}_from_{pid}"
+            save_arrays(os.path.join(folder, f"{new_id}.npz"), synthetic.reshape(image.shape), label)
+            entry = copy.deepcopy(manifest.patients[pid])
+            entry.update({"file": f"{new_id}.npz", "disease": classes.index(target), "split": "train",
+                          "synthetic": {"source": pid, "generator": generator_path, "seed": seed, "scale": scale}})
+            data["patients"][new_id] = entry
+            data["split"][new_id] = "train"
+            made.append(new_id)
+        data.update(totals(data["patients"], len(manifest.class_names), len(classes)))
+        with open(os.path.join(folder, PROVENANCE_NAME), "w") as f:
+            json.dump({"from": source, "to": target, "prepared": os.path.abspath(prepared_dir), "generator": generator_path,
+                       "seed": seed, "scale": scale, "patients": {m: data["patients"][m]["synthetic"]["source"] for m in made}},
+                      f, indent=1)
+        save_manifest(folder, data)
     return {"out_dir": out_dir, "patients": made, "cyclegan_run": run_dir,
             "train_patients_per_class": dict(zip(classes, data["disease_patient_counts"]["train"]))}
 

@@ -65,7 +65,7 @@ class GANStep:
         lc = cfg.loss
         self.segmentation_loss = build_segmentation_loss(lc.segmentation_loss, np.asarray(seg_weights, np.float32),
                                                          lc.segmentation_loss_args)
-        self.classification_loss = classification_loss or build_classification_loss(
+        self.classification_loss = classification_loss if classification_loss is not None else build_classification_loss(
             lc.classification_loss, np.asarray(disease_weights, np.float32), lc.classification_loss_args)
         self.loss_weights = (lc.adversarial_weight, lc.segmentation_weight, lc.classification_weight)
         self._compiled = tf.function(self._replica_step, jit_compile=runtime.jit_compile, reduce_retracing=True)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._tf import import_tf
-from ..data.pipeline import class_draw_shares, extract_sequence
+from ..data.pipeline import extract_sequence
 from ..data.prepare import load_prepared
+from ..evaluation.diagnosis import training_class_prior
 from ..evaluation.inference import overlapping_starts
 
 FEATURE_LAYER = "structure_sizes"
@@ -41,12 +42,11 @@ L2 = 1e-2
 
 def patient_weights(manifest, class_sampling: str) -> dict:
     """Weight of each training patient of known class: its class's share of draws under
-    ``class_sampling`` over its share of the patients (all 1 for natural sampling)."""
-    known = {pid: manifest.patients[pid]["disease"] for pid in manifest.split_ids("train")
-             if manifest.patients[pid]["disease"] is not None}
-    counts = {d: list(known.values()).count(d) for d in set(known.values())}
-    shares = class_draw_shares(counts, class_sampling)
-    return {pid: shares[d] * len(known) / counts[d] for pid, d in known.items()}
+    ``class_sampling`` (the training prior) over its share of the patients (all 1 for natural sampling)."""
+    counts = manifest.disease_patient_counts("train")
+    shares = training_class_prior(manifest, class_sampling)
+    diseases = {pid: manifest.patients[pid]["disease"] for pid in manifest.split_ids("train")}
+    return {pid: shares[d] * counts.sum() / counts[d] for pid, d in diseases.items() if d is not None}
 
 
 class DiseaseHeadFit:

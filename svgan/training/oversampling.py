@@ -56,7 +56,7 @@ def compare_oversampling(cfg: ImagesConfig, out_dir: str, seeds: int, variants=V
         if verbose:
             print(f"CycleGAN: {train.classes[major]} -> {train.classes[minor]}, {counts[major] - counts[minor]} images", flush=True)
         synthesize(cfg, train.classes[major], train.classes[minor], int(counts[major] - counts[minor]), synthetic_dir,
-                   data_root, run_dir=os.path.join(out_dir, "cyclegan"), verbose=verbose)
+                   data_root, run_dir=os.path.join(out_dir, "cyclegan"), verbose=verbose, train=train)
     runs = []
     for variant in variants:
         for k in range(seeds):
@@ -106,10 +106,11 @@ def _roc_plot(runs, path: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     colours = {}
     for r in runs:
-        colour = colours.setdefault(r["variant"], f"C{len(colours)}")
-        label = f"{r['variant']} (AUC {np.nanmean([x['auc'] for x in runs if x['variant'] == r['variant']]):.3f})"
-        ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color=colour, alpha=0.8,
-                label=label if r["seed"] == min(x["seed"] for x in runs if x["variant"] == r["variant"]) else None)
+        label = None
+        if r["variant"] not in colours:  # one legend entry per variant, with its mean AUC
+            colours[r["variant"]] = f"C{len(colours)}"
+            label = f"{r['variant']} (AUC {np.nanmean([x['auc'] for x in runs if x['variant'] == r['variant']]):.3f})"
+        ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], color=colours[r["variant"]], alpha=0.8, label=label)
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate (sensitivity)")
