@@ -195,6 +195,14 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     discriminator_learning_rate: Optional[float] = None  # None: the same as the generator's
     d_steps: int = 1  # discriminator updates per generator update
+    # Training stages (svgan/training/stages.py). Rezaei et al. train the GAN from the first step:
+    # 0. N > 0: the first N epochs train the generator on its supervised terms alone (segmentation
+    # and disease; the discriminator neither runs nor updates), then the adversarial stage of Eq. 5
+    # follows, as segmentation GANs commonly pretrain their generator (ours).
+    supervised_epochs: int = 0
+    # Generator updates over which the adversarial weight rises linearly from 0 to
+    # loss.adversarial_weight once the adversarial stage begins; 0: at once (Rezaei et al.).
+    adversarial_ramp_steps: int = 0
     clipnorm: Optional[float] = None
     steps_per_epoch: Optional[int] = None  # None: one pass over the training windows
     # Progressive resizing (seed 001; svgan/training/progressive.py): in-plane sizes [h, w]
@@ -308,6 +316,8 @@ def _validate(cfg: Config, source: str | None) -> None:
           "loss.drw_start_epoch needs loss.classification_loss ldam or lmf and must be >= 1")
     check(t.epochs >= 1 and t.learning_rate > 0 and t.d_steps >= 0, "train.epochs >= 1, learning_rate > 0, d_steps >= 0")
     check(t.clipnorm is None or t.clipnorm > 0, "train.clipnorm must be > 0 or null")
+    check(0 <= t.supervised_epochs <= t.epochs, "train.supervised_epochs must be in [0, train.epochs]")
+    check(t.adversarial_ramp_steps >= 0, "train.adversarial_ramp_steps must be >= 0")
     check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")
     check(t.head_fit_iterations >= 0, "train.head_fit_iterations must be >= 0")
     check(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes must be > 0 or null")

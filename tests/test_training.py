@@ -63,6 +63,42 @@ def test_every_head_and_the_discriminator_get_gradients(brats_prepared, tmp_path
     assert all(not np.array_equal(a, b) for a, b in zip(before, after) if a.size > 1), "every weight tensor moves"
 
 
+def _two_forward_step(gan, batch):
+    """The step as written before it ran G once: G forward inside D's loss, D update, then a
+    second G forward for G's own loss and its update (eager, on the same optimizers)."""
+    G, D = gan.G, gan.D
+    with tf.GradientTape() as tape:
+        d_loss = gan.discriminator_losses(batch)
+    gan.d_opt.apply_gradients(zip(tape.gradient(d_loss, D.trainable_variables), D.trainable_variables))
+    with tf.GradientTape() as tape:
+        losses = gan.generator_losses(batch)
+    gan.g_opt.apply_gradients(zip(tape.gradient(losses["g_loss"], G.trainable_variables), G.trainable_variables))
+    return {**losses, "d_loss": d_loss}
+
+
+def test_the_one_forward_gan_step_equals_d_then_g_with_two_forward_passes(brats_prepared, tmp_path):
+    manifest = load_manifest(brats_prepared)
+    cfg = _cfg()
+    one, two = Trainer(cfg, manifest, str(tmp_path / "one")), Trainer(cfg, manifest, str(tmp_path / "two"))
+    two.G.set_weights(one.G.get_weights())
+    two.D.set_weights(one.D.get_weights())
+    batch = _batch(manifest, cfg)
+    for _ in range(2):  # the second step starts from moved weights and non-empty optimizer slots
+        compiled = one.gan.step(batch)
+        reference = _two_forward_step(two.gan, batch)
+        for k in gan_step.LOSS_NAMES:
+            assert float(compiled[k]) == pytest.approx(float(reference[k]), rel=1e-5, abs=1e-6), k
+    for a, b in zip(one.G.weights + one.D.weights, two.G.weights + two.D.weights):
+        assert np.allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6), a.path
+
+
+def test_a_cosine_schedule_with_a_discriminator_that_never_updates_trains(brats_prepared, tmp_path):
+    # d_steps 0: the discriminator's schedule has no update to decay over and stays constant.
+    summary = train(_cfg("train.d_steps=0", "train.lr_schedule=cosine", "train.epochs=1"), brats_prepared,
+                    run_dir=str(tmp_path), verbose=False)
+    assert summary["steps"] == 3
+
+
 @pytest.mark.parametrize("losses", [[], ["loss.segmentation_loss=dice", "loss.classification_loss=focal"]])
 def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)

@@ -48,6 +48,7 @@ from . import runtime as runtime_module
 from .gan_step import LOSS_NAMES, GANStep
 from .head_fit import DiseaseHeadFit
 from .progressive import ProgressiveResizing
+from .stages import TrainingStages
 
 CONFIG_NAME = "config.yaml"
 GENERATOR_NAME = "generator.keras"
@@ -80,6 +81,8 @@ def epoch_schedules(cfg: Config, trainer: "Trainer") -> list:
                                              trainer.full_size))
     if cfg.loss.drw_start_epoch:
         schedules.append(DeferredReweighting(trainer.classification_loss, cfg.loss.drw_start_epoch))
+    # After resizing, which rebuilds the GAN step whose stage this sets.
+    schedules.append(TrainingStages(trainer, cfg.train.supervised_epochs))
     return schedules
 
 
@@ -150,9 +153,10 @@ class Trainer:
         return G, D
 
     def _gan_step(self) -> GANStep:
+        steps = self.steps_per_epoch()
         return GANStep(self.cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime,
-                       total_steps=self.cfg.train.epochs * self.steps_per_epoch(),
-                       classification_loss=self.classification_loss)
+                       total_steps=self.cfg.train.epochs * steps, classification_loss=self.classification_loss,
+                       adversarial_start=self.cfg.train.supervised_epochs * steps)
 
     def _track_models(self) -> None:
         """Checkpoint, prediction function and epoch callbacks for the current G, D and optimizers."""
@@ -222,9 +226,10 @@ class Trainer:
     # ---------------------------------------------------------------- one epoch
 
     def train_epoch(self, progress=None, on_step=None) -> dict:
-        """Train from the current (epoch, step) to the end of the epoch; returns mean losses."""
+        """Train from the current (epoch, step) to the end of the epoch; returns the mean of each loss
+        the stage computes (the supervised stage has no d_loss or adversarial term)."""
         epoch, skip = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
-        sums = {k: 0.0 for k in LOSS_NAMES}
+        sums = {}
         count = 0
         try:
             for batch in self._dataset(epoch, skip):
@@ -237,8 +242,8 @@ class Trainer:
                         + "; the last checkpoint (end of the previous epoch) is intact", self.run_dir)
                 self.step_in_epoch.assign_add(1)
                 count += 1
-                for k in sums:
-                    sums[k] += losses[k]
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 if progress:
                     progress(count, losses)
                 if on_step:
@@ -296,8 +301,9 @@ def new_run_dir(cfg: Config, root: str | None = None) -> str:
 def _write_history(path: str, rows: list[dict]) -> None:
     if not rows:
         return
-    keys = list(rows[0])
-    for r in rows[1:]:
+    # Every loss column in one place, though a supervised epoch has no d_loss or adversarial term.
+    keys = ["epoch"] + [k for k in LOSS_NAMES if any(k in r for r in rows)]
+    for r in rows:
         keys += [k for k in r if k not in keys]
     write_csv(path, rows, keys)
 
@@ -305,8 +311,14 @@ def _write_history(path: str, rows: list[dict]) -> None:
 def _read_history(path: str) -> list[dict]:
     if not os.path.isfile(path):
         return []
-    with open(path, newline="") as f:
-        rows = [{k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()} for row in csv.DictReader(f)]
+    def value(text):
+        try:
+            return float(text)
+        except ValueError:
+            return text  # a word, such as the stage's name
+
+    with open(path, newline="") as f:  # an empty cell: not computed in that epoch, and left out
+        rows = [{k: value(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
     for row in rows:
         row["epoch"] = int(row["epoch"])
     return rows
@@ -321,7 +333,7 @@ def plot_curves(rows: list[dict], path: str) -> None:
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for k in LOSS_NAMES:
-        axes[0].plot(epochs, [r[k] for r in rows], label=k)
+        axes[0].plot(epochs, [r.get(k, float("nan")) for r in rows], label=k)
     axes[0].set_xlabel("epoch")
     axes[0].set_title("training losses")
     axes[0].legend()
@@ -441,7 +453,7 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
         writer.flush()
         if verbose:
             val = "" if not validation else f" validation Dice {validation[MONITOR]:.3f}" + (" (best)" if improved else "")
-            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {means[k]:.4f}" for k in LOSS_NAMES) + val, flush=True)
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {means[k]:.4f}" for k in LOSS_NAMES if k in means) + val, flush=True)
         patience = cfg.train.early_stopping_patience
         if patience is not None and has_validation and int(trainer.bad_epochs.numpy()) >= patience:
             summary["stopped"] = f"early stopping after {patience} epochs without a better validation Dice"
