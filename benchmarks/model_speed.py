@@ -6,9 +6,10 @@
 
 Each measurement runs in its own process (separate peak-memory figures, and the
 allocator settings can only be made before TensorFlow starts). For each it prints:
-- training: median seconds per GAN step (tf.function) after warm-up, and per step the
-  user and system CPU seconds and the minor page faults (getrusage over the timed steps),
-  on random tensors of the configuration's shape;
+- training: median seconds per step (tf.function) after warm-up, for the adversarial step
+  (Eq. 5: D and G updated) and the supervised step (G alone, ``train.supervised_epochs``),
+  and per step the user and system CPU seconds and the minor page faults (getrusage over
+  the timed steps), on random tensors of the configuration's shape;
 - inference: seconds for one whole volume through the saved generator.keras, the way
   ``svgan predict`` runs it (windows every half window, overlapping probabilities averaged)
   and in one pass (each slice once), with the peak resident memory of the process, the
@@ -94,6 +95,7 @@ def run(name: str, part: str, overrides: list[str]) -> None:
     from svgan.models import build_discriminator, build_generator
     from svgan.training import runtime
     from svgan.training.gan_step import GANStep
+    from svgan.training.stages import ADVERSARIAL, SUPERVISED
 
     tf = import_tf()
     spec = CONFIGS[name]
@@ -116,13 +118,16 @@ def run(name: str, part: str, overrides: list[str]) -> None:
     batch = {"image": tf.constant(rng.normal(size=(b, t, size, size, c)).astype(np.float32)),
              "label": tf.constant(rng.integers(0, NUM_CLASSES, size=(b, t, size, size)).astype(np.int32)),
              "disease": tf.constant(rng.integers(0, spec["diseases"], size=(b,)).astype(np.int32))}
-    m = _timed_steps(gan.step, _input_pipeline(tf, batch), warmup=2, repeats=5 if name != "full" else 3)
     label = f"{name} {' '.join(overrides)}".strip()
-    print(f"[{label}] training ({_allocator_label()}): {m['s_per_step']:.2f} s/step ({b * t / m['s_per_step']:.1f} slices/s); "
-          f"per step: user {m['user']:.2f} s, system {m['system']:.2f} s, {m['faults']:,.0f} minor page faults; "
-          f"batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, {G.count_params() + D.count_params():,} parameters")
+    for stage in (ADVERSARIAL, SUPERVISED):
+        gan.stage = stage
+        m = _timed_steps(gan.step, _input_pipeline(tf, batch), warmup=2, repeats=5 if name != "full" else 3)
+        print(f"[{label}] training, {stage} step ({_allocator_label()}): {m['s_per_step']:.2f} s/step "
+              f"({b * t / m['s_per_step']:.1f} slices/s); per step: user {m['user']:.2f} s, system {m['system']:.2f} s, "
+              f"{m['faults']:,.0f} minor page faults; batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, "
+              f"{G.count_params() + D.count_params():,} parameters")
     if name == "demo":
-        eager = _timed_steps(gan._replica_step, batch, warmup=1, repeats=3)
+        eager = _timed_steps(gan._adversarial_step, batch, warmup=1, repeats=3)
         print(f"[{name}] training eager (no tf.function): {eager['s_per_step']:.2f} s/step")
     print(f"[{name}] training peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -224,14 +224,18 @@ def cmd_evaluate(args) -> int:
     print(summary["table"])
     d = summary.get("diagnosis")
     if d:
-        print(f"Diagnosis: accuracy {d['accuracy']:.3f}, balanced accuracy {d['balanced_accuracy']:.3f}, "
+        print(f"Diagnosis ({d['source']}): accuracy {d['accuracy']:.3f}, balanced accuracy {d['balanced_accuracy']:.3f}, "
               f"macro-F1 {d['macro_f1']:.3f}; " + ", ".join(
                   f"{c} sensitivity {d[f'sensitivity_{c}']:.2f} AUC {d[f'auc_{c}']:.2f}" for c in manifest.disease_classes))
     ref = summary.get("diagnosis_clinical_reference", {})
-    if "accuracy" in ref:
-        print(f"Clinical-feature reference (random forest fitted on {ref['training_patients']} training patients): "
-              f"accuracy {ref['accuracy']:.3f}, balanced accuracy {ref['balanced_accuracy']:.3f}, macro-F1 {ref['macro_f1']:.3f}")
-    elif "not_computed" in ref:
+    for key, what in (("diagnosis_head", "the model's disease head"),
+                      ("diagnosis_clinical_truth_fit", "random forest on clinical features, fitted on the training patients' ground truth"),
+                      ("diagnosis_clinical_reference", "random forest on clinical features, fitted on the training patients' predictions")):
+        other = summary.get(key, {})
+        if "accuracy" in other:
+            print(f"  {what}: accuracy {other['accuracy']:.3f}, balanced accuracy {other['balanced_accuracy']:.3f}, "
+                  f"macro-F1 {other['macro_f1']:.3f}")
+    if "not_computed" in ref:
         print(f"Clinical-feature reference not computed: {ref['not_computed']}")
     if summary.get("seen_in_training"):
         print(f"warning: the run trained or validated on {len(summary['seen_in_training'])} of these patients "
@@ -253,6 +257,7 @@ def cmd_predict(args) -> int:
     from .data.io import atomic_path
     from .data.readers import discover_patients, load_patient
     from .errors import DataError
+    from .evaluation.clinical import clinical_features, height_weight, truth_fitted_classifier
     from .evaluation.diagnosis import prior_adjusted, training_class_prior
     from .evaluation.inference import make_predict_fn
     from .evaluation.native import predict_volume, prediction_paths, write_prediction
@@ -268,18 +273,25 @@ def cmd_predict(args) -> int:
     failed = {}
     classes = DISEASE_CLASSES[manifest.dataset]
     prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
+    forest = truth_fitted_classifier(manifest) if cfg.postprocess.diagnosis == "clinical_features" else None
     for i, record in enumerate(records):
         try:
             volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
-            pred, disease = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"),
-                                           overlap=not args.single_pass)
-            disease = prior_adjusted(disease, prior, cfg.postprocess.disease_prior_correction)
+            pred, head = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"),
+                                        overlap=not args.single_pass)
+            head = prior_adjusted(head, prior, cfg.postprocess.disease_prior_correction)
+            disease = head
+            if forest is not None:
+                features = clinical_features(pred, volume.geometry[0].spacing, *height_weight(record.info))
+                disease = forest.predict_proba([features], len(classes))[0]
             outputs = prediction_paths(args.out_dir, volume, record.info)
             for p, out in enumerate(outputs):
                 write_prediction(pred[p], record.format, volume.geometry[p], out)
             with atomic_path(os.path.join(args.out_dir, f"{volume.patient_id}_pred.json")) as tmp, open(tmp, "w") as f:
                 json.dump({"patient": volume.patient_id, "disease": classes[int(np.argmax(disease))],
+                           "diagnosis_source": cfg.postprocess.diagnosis,
                            "probabilities": {c: float(v) for c, v in zip(classes, disease)},
+                           "head_probabilities": {c: float(v) for c, v in zip(classes, head)},
                            "files": [os.path.basename(o) for o in outputs], "source": os.path.abspath(record.folder)}, f, indent=1)
         except DataError as e:
             failed[record.patient_id] = str(e)

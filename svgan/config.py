@@ -238,6 +238,13 @@ class PostprocessConfig:
     # 0 = the class of highest probability; 1 = divide by the class shares of the training
     # draws first, which aims at balanced accuracy on imbalanced cohorts (Menon et al. 2021).
     disease_prior_correction: float = 0.0
+    # Where the patient's diagnosis comes from (svgan evaluate's headline figure and svgan predict's
+    # answer). "head": the model's own disease head (Rezaei et al.). "clinical_features" (ACDC):
+    # a random forest fitted on the ground-truth clinical features of the training patients
+    # (volumes, ejection fractions, mass, wall thickness, indexed by body surface area) applied to
+    # the features of the predicted segmentation, as the challenge's best entries diagnosed
+    # (svgan/evaluation/clinical.py). svgan evaluate reports both either way.
+    diagnosis: Literal["head", "clinical_features"] = "head"
 
 
 @dataclass
@@ -327,6 +334,8 @@ def _validate(cfg: Config, source: str | None) -> None:
                                                                    for v in s) for s in sizes),
           f"train.progressive_sizes: each stage needs [h, w], integers >= 16 divisible by 2^model.depth = {2 ** m.depth}")
     check(all(isinstance(e, int) and e >= 1 for e in stage_epochs), "train.progressive_epochs: each stage needs >= 1 epoch")
+    check(cfg.postprocess.diagnosis == "head" or cfg.data.dataset == "acdc",
+          "postprocess.diagnosis: clinical_features needs data.dataset: acdc (cardiac features across ED and ES)")
     tau = cfg.postprocess.disease_prior_correction
     check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 

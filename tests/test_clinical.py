@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from svgan.evaluation.clinical import (FEATURES, ClinicalClassifier, body_surface_area, clinical_features, height_weight,
-                                       max_wall_thickness)
+                                       max_wall_thickness, slice_thickness_statistics)
 
 
 def _heart(thickness_px: int) -> np.ndarray:
@@ -79,3 +79,42 @@ def test_reference_classifier_learns_separable_groups_and_gives_zero_to_unseen_c
     assert probs[0].argmax() == 0 and probs[1].argmax() == 2 and np.all(probs[:, 3] == 0)
     with pytest.raises(ValueError):
         ClinicalClassifier().fit(rows, diseases[:-1])
+
+
+def test_per_slice_thickness_statistics_of_square_rings_counted_by_hand():
+    # Slice 0: a 10 x 10 cavity (rows and columns 10-19) inside a wall 3 pixels thick (7-22).
+    # Its outer border is the ring's outermost 60 pixels: on each side 10 pixels face the cavity
+    # straight across, 3 pixels away; at each corner the 5 remaining ones are sqrt(3^2 + d^2)
+    # from the cavity's corner pixel, d = 3 (the corner itself), 2, 2, 1, 1.
+    # Slice 1: the same cavity with a wall 2 pixels thick (8-21): 40 pixels at 2, and per corner
+    # sqrt(8) once, sqrt(5) twice... and sqrt(4 + 0) for none: d = 2, 1, 1.
+    myo = np.zeros((32, 32, 3), bool)
+    cavity = np.zeros((32, 32, 3), bool)
+    cavity[10:20, 10:20, :2] = True
+    myo[7:23, 7:23, 0] = True
+    myo[8:22, 8:22, 1] = True
+    myo &= ~cavity
+    spacing = (1.5, 1.5, 10.0)
+    thick3 = (40 * 3 + 4 * (math.sqrt(18) + 2 * math.sqrt(13) + 2 * math.sqrt(10))) / 60
+    thick2 = (40 * 2 + 4 * (math.sqrt(8) + 2 * math.sqrt(5))) / 52
+    largest, spread = slice_thickness_statistics(myo, cavity, spacing)
+    assert largest == pytest.approx(1.5 * thick3)
+    assert spread == pytest.approx(1.5 * abs(thick3 - thick2) / 2)  # the std of two values
+    assert max_wall_thickness(myo, cavity, spacing) == pytest.approx(1.5 * math.sqrt(18))
+    # Slice 2 holds no cavity and does not count; no slice at all gives 0.
+    assert slice_thickness_statistics(myo & False, cavity, spacing) == (0.0, 0.0)
+
+
+def test_clinical_features_carry_both_phases_thickness_and_the_es_ratios():
+    label = _heart(4)
+    f = clinical_features(label, (1.5, 1.25, 8.0), 180.0, 80.0)
+    # The band of _heart (rows 15-18, columns 2-11, below the cavity; 1.5 mm rows), one slice. Its outer
+    # border: the bottom row, 10 pixels 4 rows (6 mm) from the cavity, and the two end columns in rows
+    # 15-17, 1, 2 and 3 rows away. The same band at ED and ES.
+    band = (10 * 6.0 + 2 * (1.5 + 3.0 + 4.5)) / 16
+    assert f["MYO_ED_slice_thickness_max"] == pytest.approx(band) and f["MYO_ES_slice_thickness_max"] == pytest.approx(band)
+    assert f["MYO_ED_slice_thickness_std"] == 0.0
+    # ES: RV 20 voxels, LV 6 x 10 = 60; MYO 40 voxels at ES too.
+    assert f["RV_LV_ESV_ratio"] == pytest.approx(20 / 60)
+    assert f["MYO_ES_mass"] == pytest.approx(40 * 0.015 * 1.05)
+    assert list(FEATURES) == [k for k in FEATURES if k in f]

@@ -219,7 +219,7 @@ def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
     assert os.listdir(os.path.join(run, "logs")) and os.listdir(os.path.join(run, "checkpoints"))
     assert main(["evaluate", run, "--split", "test"]) == 0
     out = capsys.readouterr().out
-    assert "| mean |" in out and "Dice WT" in out and "Diagnosis: accuracy" in out
+    assert "| mean |" in out and "Dice WT" in out and "Diagnosis (head): accuracy" in out
     assert os.path.isfile(os.path.join(run, "evaluation", "metrics_per_patient.csv"))
     assert main(["train", "--resume", run, "--set", "train.epochs=2"]) == 0
     with open(os.path.join(run, "history.csv")) as f:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import ConfigError, DataError
+from ..evaluation.clinical import clinical_features, height_weight
 from .conventions import DISEASE_CLASSES, LABEL_CONVENTIONS
 from .io import atomic_path
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, save_manifest, totals
@@ -92,7 +93,7 @@ def _prepare_one(record: PatientRecord, cfg: Config, out_path: str, nyul_standar
     save_arrays(out_path, prepared.image, prepared.label)
     num_classes = LABEL_CONVENTIONS[record.format].num_classes
     native = np.bincount(volume.label.ravel(), minlength=num_classes)
-    return {
+    entry = {
         "file": os.path.basename(out_path),
         "disease": record.disease,
         "source": os.path.abspath(record.folder),
@@ -108,6 +109,11 @@ def _prepare_one(record: PatientRecord, cfg: Config, out_path: str, nyul_standar
         "percentiles": prepared.percentiles.round(5).tolist(),
         "notes": prepared.notes,
     }
+    if volume.phases == ("ED", "ES"):
+        # The ground truth's clinical features on the native grid: what a diagnosis classifier fitted
+        # on the training patients' truth reads (svgan.evaluation.clinical), kept with the run.
+        entry["clinical_features"] = clinical_features(volume.label, volume.geometry[0].spacing, *height_weight(record.info))
+    return entry
 
 
 def _run_task(args):
