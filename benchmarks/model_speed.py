@@ -10,13 +10,14 @@ allocator settings can only be made before TensorFlow starts). For each it print
   (Eq. 5: D and G updated) and the supervised step (G alone, ``train.supervised_epochs``),
   and per step the user and system CPU seconds and the minor page faults (getrusage over
   the timed steps), on random tensors of the configuration's shape;
-- inference: seconds for one whole volume through the saved generator.keras, the way
-  ``svgan predict`` runs it (windows every half window, overlapping probabilities averaged)
-  and in one pass (each slice once), with the peak resident memory of the process, the
-  arithmetic of one pass (multiply-adds of every convolution and recurrence, counted from the
-  layers' shapes), the rate it ran at, and this machine's rate on one large 3x3 convolution:
-  the last divides the arithmetic into the shortest time any implementation of this
-  model at float32 could take here.
+- inference: seconds for one whole volume through the saved generator.keras in each window
+  mode of ``svgan predict`` (``central``, its default: each slice encoded and decoded once,
+  the recurrence over windows every half window; ``average``: the whole model on windows
+  every half window, averaged, twice the arithmetic; ``single``: one pass), each in its own
+  process with its peak resident memory; the arithmetic of one pass (multiply-adds of every
+  convolution and recurrence, counted from the layers' shapes), the rate each mode ran at
+  counted on that one pass, and this process's float32 matmul rate (and 3x3 convolution
+  rate) to compare it with.
 
 ``--compare`` runs every measurement three times: with svgan's allocator defaults
 (svgan/_memory.py: TensorFlow's BFC CPU allocator, raised glibc thresholds, one glibc
@@ -50,6 +51,9 @@ CONFIGS = {
     "full": {"file": "configs/brats2017.yaml", "size": 256, "channels": 4, "diseases": 2, "phases": 1, "slices": 155},
 }
 NUM_CLASSES = 4
+INFERENCE_MODES = {"central": "new default (each slice encoded and decoded once, recurrence per overlapping window)",
+                   "average": "previous default (overlapping windows averaged)",
+                   "single": "one pass (consecutive windows, each slice once)"}
 UNDO_ALLOCATOR = {"TF_CPU_ALLOCATOR_USE_BFC": "false", "SVGAN_MALLOPT": "0"}
 # glibc's default arena limit on 64-bit systems is 8 per core: 16 on 2 cores.
 PER_THREAD_ARENAS = {"MALLOC_ARENA_MAX": "16"}
@@ -86,7 +90,7 @@ def _allocator_label() -> str:
     return "svgan allocator"
 
 
-def run(name: str, part: str, overrides: list[str]) -> None:
+def run(name: str, part: str, overrides: list[str], mode: str = "central") -> None:
     import numpy as np
 
     from svgan._tf import import_tf
@@ -106,7 +110,7 @@ def run(name: str, part: str, overrides: list[str]) -> None:
                         cosine_classifier=uses_cosine_classifier(cfg.model, cfg.loss))
     rng = np.random.default_rng(0)
     if part == "infer":  # the generator alone, as a prediction command holds it
-        _inference(name, spec, G, t, b, rng)
+        _inference(name, spec, G, t, b, rng, mode)
         return
     D = build_discriminator(cfg.model, (size, size), c, NUM_CLASSES)
     # A cosine schedule needs a planned length; its value does not change a step's cost.
@@ -185,7 +189,23 @@ def conv_peak_gflops(repeats: int = 10) -> float:
     return 2 * 16 * 64 * 64 * 9 * 128 * 128 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def _inference(name, spec, G, t, b, rng) -> None:
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a float32 n x n matrix product (TensorFlow, this process's threads)."""
+    from svgan._tf import import_tf
+
+    tf = import_tf()
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    matmul = tf.function(tf.matmul)
+    matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        matmul(a, b).numpy()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _inference(name, spec, G, t, b, rng, mode) -> None:
+    """One whole volume through the saved generator in window ``mode``, after one volume to trace
+    the compiled functions (as a prediction command's first patient does)."""
     import keras
     import numpy as np
 
@@ -197,21 +217,17 @@ def _inference(name, spec, G, t, b, rng) -> None:
         predict = make_predict_fn(keras.models.load_model(path))
     size = spec["size"]
     volume = rng.normal(size=(spec["phases"], spec["slices"], size, size, spec["channels"])).astype(np.float32)
-    predict_patient(predict, volume[:, :t], t, b)  # trace once, as a prediction command does on its first patient
-    seconds = {}
-    for overlap in (True, False):
-        start = time.perf_counter()
-        predict_patient(predict, volume, t, b, overlap=overlap)
-        seconds[overlap] = time.perf_counter() - start
+    predict_patient(predict, volume, t, b, mode=mode)
+    start = time.perf_counter()
+    predict_patient(predict, volume, t, b, mode=mode)
+    seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"[{name}] inference ({_allocator_label()}): {seconds[True]:.1f} s as svgan predict runs it (overlapping windows), "
-          f"{seconds[False]:.1f} s in one pass, for {spec['phases']} x {spec['slices']} slices at {size}x{size} through the "
-          f"saved model; peak RSS {peak_mb:.0f} MB")
     gflop = 2 * multiply_adds_per_slice(G) * spec["phases"] * spec["slices"] / 1e9
-    peak = conv_peak_gflops()
-    print(f"[{name}] inference arithmetic: {gflop:,.0f} GFLOP per pass, run at {gflop / seconds[False]:.0f} GFLOP/s; "
-          f"this machine's 3x3 convolution rate {peak:.0f} GFLOP/s, so no float32 pass can take less than "
-          f"{gflop / peak:.1f} s here")
+    matmul = matmul_gflops()
+    print(f"[{name}] inference, {INFERENCE_MODES[mode]} ({_allocator_label()}): {seconds:.1f} s for {spec['phases']} x "
+          f"{spec['slices']} slices at {size}x{size} through the saved model, peak RSS {peak_mb:.0f} MB; one pass is "
+          f"{gflop:,.0f} GFLOP, so {gflop / seconds:.0f} GFLOP/s counted on one pass = {gflop / seconds / matmul:.2f}x this "
+          f"process's float32 matmul rate ({matmul:.0f} GFLOP/s; 3x3 convolution {conv_peak_gflops():.0f} GFLOP/s)")
 
 
 def main() -> None:
@@ -222,9 +238,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change the configuration, e.g. loss.classification_loss=ldam (repeatable)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--windows", default="central", help=argparse.SUPPRESS)  # the child's inference mode
     args = parser.parse_args()
     if args.child:
-        run(args.only, args.part, args.set)
+        run(args.only, args.part, args.set, args.windows)
         return
     settings = [{}, PER_THREAD_ARENAS, UNDO_ALLOCATOR] if args.compare else [{}]
     for name in [args.only] if args.only else CONFIGS:
@@ -234,8 +251,10 @@ def main() -> None:
                 for key in [*UNDO_ALLOCATOR, *PER_THREAD_ARENAS]:
                     if key not in extra:
                         env.pop(key, None)
-                subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--only", name, "--part", part,
-                                *[x for o in args.set for x in ("--set", o)]], check=True, env=env)
+                # Inference: each window mode in its own process, for its own peak memory.
+                for mode in INFERENCE_MODES if part == "infer" else ["central"]:
+                    subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--only", name, "--part", part,
+                                    "--windows", mode, *[x for o in args.set for x in ("--set", o)]], check=True, env=env)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ import numpy as np
 
 from ._tf import import_tf
 from .errors import SvganError
+from .evaluation.inference import WINDOW_MODES
+
+WINDOWS_HELP = ("central (default): each slice decoded once, from the overlapping window in which it sits most centrally, "
+                "at one pass's cost; average: overlapping windows averaged (twice the arithmetic); single: each slice once "
+                "in consecutive windows")
 
 
 def _progress_bar(total: int, label: str):
@@ -219,7 +224,7 @@ def cmd_evaluate(args) -> int:
     n = len(manifest.split_ids(args.split)) if not args.data else 0
     summary = evaluate_run(args.run_dir, args.split, args.data, args.predictions, args.out, args.hausdorff,
                            progress=_progress_bar(n, f"Evaluating {n} patients of the {args.split} split"),
-                           overrides=args.set)
+                           overrides=args.set, windows=args.windows)
     print(f"{manifest.dataset}: {summary['patients']} patients scored on their native grid")
     print(summary["table"])
     d = summary.get("diagnosis")
@@ -278,7 +283,7 @@ def cmd_predict(args) -> int:
         try:
             volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
             pred, head = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"),
-                                        overlap=not args.single_pass)
+                                        mode=args.windows)
             head = prior_adjusted(head, prior, cfg.postprocess.disease_prior_correction)
             disease = head
             if forest is not None:
@@ -392,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HD95 as one percentile of both directions pooled (medpy, default) or the larger directed one")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change the run's config for this evaluation, e.g. postprocess.largest_component=true")
+    p.add_argument("--windows", choices=WINDOW_MODES, default="central", help=WINDOWS_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write NIfTI predictions in the input's own geometry")
@@ -400,8 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change the run's config for this prediction, e.g. postprocess.largest_component=true")
-    p.add_argument("--single-pass", action="store_true",
-                   help="each slice through the model once instead of in two overlapping windows (half the time)")
+    p.add_argument("--windows", choices=WINDOW_MODES, default="central", help=WINDOWS_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")

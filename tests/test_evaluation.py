@@ -153,9 +153,9 @@ def test_predict_writes_input_geometry_and_evaluate_scores_it_like_the_model(tin
         assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 4}
         info = json.loads((preds / f"{pid}_pred.json").read_text())
         assert set(info["probabilities"]) == {"HGG", "LGG"} and info["disease"] in ("HGG", "LGG")
-    # One pass per slice: the same geometry and labels as the overlapping prediction on most voxels.
+    # One pass per slice: the same geometry and labels as the central-window prediction on most voxels.
     single = tmp_path / "single"
-    assert main(["predict", tiny_run, manifest.patients[test_ids[0]]["source"], str(single), "--single-pass"]) == 0
+    assert main(["predict", tiny_run, manifest.patients[test_ids[0]]["source"], str(single), "--windows", "single"]) == 0
     one = np.asarray(nib.load(single / f"{test_ids[0]}_pred.nii.gz").dataobj)
     two = np.asarray(nib.load(preds / f"{test_ids[0]}_pred.nii.gz").dataobj)
     assert one.shape == two.shape and np.mean(one == two) > 0.9

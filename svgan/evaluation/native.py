@@ -2,8 +2,9 @@
 
 The raw volumes go through exactly the preprocessing of training (the run's
 ``prepare`` settings and the Nyul landmarks of its manifest), every slice is
-inferred (overlapping windows, averaged; ``overlap=False`` sees each slice once, half the
-arithmetic), and the crop, resize and resampling are undone (``restore_labels``),
+inferred (``inference.predict_patient``, by default each slice decoded once from the
+overlapping window in which it sits most centrally), and the crop, resize and resampling
+are undone (``restore_labels``),
 so that the label map has the input's shape. It is written with the input's
 own header (affine, qform/sform codes, zooms: ACDC's spacing lives only in the
 zooms), in the dataset's label convention.
@@ -26,12 +27,12 @@ from .postprocess import keep_largest_component
 
 
 def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard=None,
-                   overlap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                   mode: str = "central") -> tuple[np.ndarray, np.ndarray]:
     """(training classes [P, X, Y, Z] on the input grid, disease probabilities [M])."""
     standard = None if not cfg.prepare.nyul or nyul_standard is None else np.asarray(nyul_standard)
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=standard)
     probs, disease = predict_patient(predict_fn, prepared.image, cfg.pipeline.sequence_length,
-                                     cfg.pipeline.batch_size, cfg.pipeline.image_size, overlap=overlap)
+                                     cfg.pipeline.batch_size, cfg.pipeline.image_size, mode=mode)
     classes = probs.argmax(-1).astype(np.uint8)
     if cfg.postprocess.largest_component:
         classes = keep_largest_component(classes)

@@ -35,7 +35,7 @@ def evaluate_prepared(generator, manifest: Manifest, split: str, cfg: Config, pr
     for pid in ids:
         image, label = load_prepared(manifest.patient_file(pid))
         probs, disease_probs = predict_patient(predict_fn, image, cfg.pipeline.sequence_length,
-                                               cfg.pipeline.batch_size, model_size)
+                                               cfg.pipeline.batch_size, model_size)  # central windows
         disease_probs = prior_adjusted(disease_probs, prior, cfg.postprocess.disease_prior_correction)
         pred = probs.argmax(-1)
         if cfg.postprocess.largest_component:

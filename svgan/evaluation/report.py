@@ -151,11 +151,12 @@ def split_records(manifest, split: str) -> list:
 
 def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
                  out_dir: str | None = None, hd_method: str = "pooled", progress=None,
-                 overrides: list[str] | None = None) -> dict:
+                 overrides: list[str] | None = None, windows: str = "central") -> dict:
     """Score a run (or a folder of predictions) against ground truth; see the module docstring.
 
     ``overrides``: ``section.field=value`` changes to the run's config for this evaluation
-    (``postprocess.largest_component=true``, say)."""
+    (``postprocess.largest_component=true``, say). ``windows``: how slices are inferred
+    (``inference.WINDOW_MODES``)."""
     from ..training.fit import GENERATOR_NAME, load_run
 
     cfg, manifest = load_run(run_dir, overrides=overrides)
@@ -184,7 +185,7 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
                 pred = _load_external_prediction(predictions_dir, volume, record.info, record.format)
                 disease_probs = _external_disease(predictions_dir, volume.patient_id, len(manifest.disease_classes))
             else:
-                pred, disease_probs = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
+                pred, disease_probs = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"), mode=windows)
                 disease_probs = prior_adjusted(disease_probs, prior, cfg.postprocess.disease_prior_correction)
         except DataError as e:
             skipped[record.patient_id] = str(e)

@@ -8,9 +8,10 @@ ln 5 (chance over five groups) for three epochs: RMSprop moves a weight by about
 the learning rate per step whatever the loss weight, far too little for the
 small differences in structure size between patients. This pass fits the head
 on every training patient at once: it computes the structure sizes of the windows
-that inference reads (every half window over all slices of both phases, as
-``predict_patient`` runs them for ``svgan predict``: never padded, so their mean
-sizes are those the head meets at inference), sets the head's ``Standardize``
+that inference reads (every half window over all slices of both phases, each slice
+decoded once from its most central window, as ``predict_patient`` runs them for
+``svgan predict``: never padded, so their mean sizes are those the head meets at
+inference), sets the head's ``Standardize``
 layer to their mean and standard deviation, and runs full-batch Adam on the dense layers for
 a fixed number of iterations from their current weights. The objective is the run's own
 disease loss (``loss.classification_loss``: Eq. 4's L1, cross-entropy, focal, LDAM, LMF, with
@@ -29,7 +30,7 @@ from .._tf import import_tf
 from ..data.pipeline import extract_sequence
 from ..data.prepare import load_prepared
 from ..evaluation.diagnosis import training_class_prior
-from ..evaluation.inference import overlapping_starts
+from ..evaluation.inference import make_predict_fn, overlapping_starts, predict_patient
 
 FEATURE_LAYER = "structure_sizes"
 # The features are log sizes: a spread below 0.1 (a 10 % size difference) is noise, and dividing
@@ -61,6 +62,10 @@ class DiseaseHeadFit:
         self.manifest, self.length, self.iterations = manifest, sequence_length, int(iterations)
         self.learning_rate, self.batch_size = float(learning_rate), int(batch_size)
         self.loss, self.class_sampling = loss, class_sampling
+        self.predictor = make_predict_fn(generator)
+        # A window's per-slice class fractions (the mean class probability over the slice) -> its structure sizes;
+        # and the whole way from images, for a patient of one (padded) window, which inference runs whole.
+        self.sizes = keras.Model(generator.get_layer("unfold_class_fractions").output, generator.get_layer(FEATURE_LAYER).output)
         self.features = keras.Model(generator.inputs, generator.get_layer(FEATURE_LAYER).output)
         self.size = tuple(generator.inputs[0].shape[2:4])
         index = [layer.name for layer in generator.layers].index(FEATURE_LAYER)
@@ -72,23 +77,30 @@ class DiseaseHeadFit:
 
     def _window_features(self):
         """(features [N, F], disease [N], weight [N]) of every window of every training patient."""
-        tf = import_tf()
-        extract = tf.function(lambda x: self.features(x, training=False), reduce_retracing=True)
         rows, diseases, weights = [], [], []
         for pid, patient_weight in patient_weights(self.manifest, self.class_sampling).items():
             disease = self.manifest.patients[pid]["disease"]
             image, _ = load_prepared(self.manifest.patient_file(pid))
             length = self.length // image.shape[0]
             starts = overlapping_starts(image.shape[1], length)
-            sequences = [extract_sequence(image, None, s, length)[0] for s in starts]
-            for b in range(0, len(sequences), self.batch_size):
-                x = tf.constant(np.stack(sequences[b:b + self.batch_size]))
-                if tuple(x.shape[2:4]) != self.size:  # progressive resizing: the model's current input size
-                    x = tf.reshape(tf.image.resize(tf.reshape(x, (-1, *x.shape[2:])), self.size), (*x.shape[:2], *self.size, x.shape[-1]))
-                rows.append(extract(x).numpy())
-            diseases += [disease] * len(sequences)
-            weights += [patient_weight / len(sequences)] * len(sequences)
+            if len(starts) == 1:
+                rows.append(self._whole_window(extract_sequence(image, None, 0, length)[0]))
+            else:
+                # The model's current size: progressive resizing may train it smaller than the prepared images.
+                probs, _ = predict_patient(self.predictor, image, self.length, self.batch_size, self.size)
+                fractions = probs.mean(axis=(2, 3))[..., None, None, :]  # [P, Z, 1, 1, K]: windows cut like images
+                windows = np.stack([extract_sequence(fractions, None, s, length)[0][:, 0, 0] for s in starts])
+                rows.append(self.sizes(windows, training=False).numpy())
+            diseases += [disease] * len(starts)
+            weights += [patient_weight / len(starts)] * len(starts)
         return np.concatenate(rows), np.asarray(diseases, np.int32), np.asarray(weights, np.float32)
+
+    def _whole_window(self, sequence):
+        tf = import_tf()
+        x = tf.constant(sequence[None])
+        if tuple(x.shape[2:4]) != self.size:  # progressive resizing: the model's current input size
+            x = tf.reshape(tf.image.resize(tf.reshape(x, (-1, *x.shape[2:])), self.size), (*x.shape[:2], *self.size, x.shape[-1]))
+        return self.features(x, training=False).numpy()
 
     def head_logits(self, features):
         """The head's logits [N, M] for structure-size features [N, F]."""
