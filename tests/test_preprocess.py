@@ -7,7 +7,7 @@ import pytest
 
 from svgan.config import PrepareConfig
 from svgan.data.preprocess import (learn_nyul_landmarks, n4_correct, nyul_map, preprocess_patient,
-                                   restore_labels, zscore)
+                                   restore_labels, restore_probabilities, zscore)
 from svgan.data.readers import PatientVolume, discover_patients, load_patient
 from svgan.data.io import Geometry
 
@@ -132,3 +132,44 @@ def test_real_acdc_resampling_uses_the_header_zooms():
     lv_out = np.sum(out.label[0] == 3) * voxel_ml_out
     assert lv_out == pytest.approx(lv_in, rel=0.02)
     assert np.array_equal(restore_labels(out.label[1], out.crop), vol.label[1])
+
+
+def test_restored_probabilities_of_a_one_hot_map_invert_a_pure_crop_exactly():
+    # No resampling (1 mm to 1 mm): the probabilities come back one-hot, the argmax is the label.
+    label = np.zeros((50, 40, 12), np.uint8)
+    label[20:30, 12:25, 3:9] = 2
+    label[22:26, 15:20, 4:8] = 1
+    image = np.zeros(label.shape, np.float32)
+    image[10:40, 5:35, 2:11] = 3.0
+    cfg = PrepareConfig(n4_bias_correction=False, nyul=False, image_size=[32, 32], crop="foreground")
+    out = preprocess_patient(_patient(image, label), cfg)
+    one_hot = np.eye(3, dtype=np.float32)[out.label[0]]
+    probs = restore_probabilities(one_hot, out.crop)
+    assert probs.shape == (*label.shape, 3)
+    outside = np.ones(label.shape, bool)
+    outside[tuple(slice(max(a, 0), b) for a, b in zip(out.crop.box_start, out.crop.box_stop))] = False
+    assert np.all(probs[outside] == [1, 0, 0])  # background beyond the crop box
+    assert np.array_equal(probs.argmax(-1), label)
+
+
+@requires_shared_data
+def test_restoring_probabilities_loses_less_than_restoring_labels_on_a_real_acdc_patient():
+    # The ground truth taken to the 2 mm training grid and back to its native 1.56 mm grid: interpolated
+    # probabilities draw the boundary between the coarse samples, nearest labels on their staircase.
+    from svgan.data.readers import discover_patients, load_patient
+    from svgan.evaluation.metrics import dice
+
+    record = discover_patients(os.path.join(SHARED_DATA, "acdc-training"), "acdc")[0]
+    volume = load_patient(record, ("cine",))
+    cfg = PrepareConfig(n4_bias_correction=False, nyul=False, target_spacing=[2.0, 2.0, None], image_size=[128, 128],
+                        crop="center")
+    out = preprocess_patient(volume, cfg)
+    scores = {"labels": [], "probabilities": []}
+    for p in range(2):
+        truth = volume.label[p]
+        by_labels = restore_labels(out.label[p], out.crop)
+        by_probs = restore_probabilities(np.eye(4, dtype=np.float32)[out.label[p]], out.crop).argmax(-1)
+        for k in (1, 2, 3):
+            scores["labels"].append(dice(by_labels == k, truth == k))
+            scores["probabilities"].append(dice(by_probs == k, truth == k))
+    assert np.mean(scores["probabilities"]) > np.mean(scores["labels"]) > 0.9

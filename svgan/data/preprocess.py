@@ -243,13 +243,28 @@ def _count_labels_kept(label: np.ndarray, start, stop, resampled_shape) -> int:
     return count
 
 
-def restore_labels(label: np.ndarray, crop: CropRecord) -> np.ndarray:
-    """Inverse of the geometry steps for one label map: [Z, H, W] prepared -> input grid [X, Y, Z]."""
+def _restore(volume: np.ndarray, crop: CropRecord, order: int, outside) -> np.ndarray:
+    """Inverse of the geometry steps for one map: [Z, H, W] prepared -> input grid [X, Y, Z], ``outside``
+    wherever the crop box did not reach."""
     box_shape = [b - a for a, b in zip(crop.box_start, crop.box_stop)]
-    vol = np.transpose(label, (1, 2, 0))  # -> [H, W, Z]
-    vol = _resample(vol, box_shape, 0)
-    resampled = np.zeros(crop.resampled_shape, dtype=label.dtype)
+    vol = np.transpose(volume, (1, 2, 0))  # -> [H, W, Z]
+    vol = _resample(vol, box_shape, order)
+    resampled = np.full(crop.resampled_shape, outside, dtype=volume.dtype)
     src = tuple(slice(max(a, 0) - a, min(b, n) - a) for a, b, n in zip(crop.box_start, crop.box_stop, crop.resampled_shape))
     dst = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(crop.box_start, crop.box_stop, crop.resampled_shape))
     resampled[dst] = vol[src]
-    return _resample(resampled, crop.input_shape, 0)
+    return _resample(resampled, crop.input_shape, order)
+
+
+def restore_labels(label: np.ndarray, crop: CropRecord) -> np.ndarray:
+    """Inverse of the geometry steps for one label map: [Z, H, W] prepared -> input grid [X, Y, Z] (nearest)."""
+    return _restore(label, crop, 0, 0)
+
+
+def restore_probabilities(probs: np.ndarray, crop: CropRecord) -> np.ndarray:
+    """Class probabilities [Z, H, W, K] on the prepared grid -> the input grid [X, Y, Z, K], linearly
+    interpolated, background (class 0) outside the crop box. Their argmax draws the boundary between
+    the prepared grid's samples, where nearest-neighbour labels would put it on the coarser grid's
+    staircase (nnU-Net resamples its softmax the same way)."""
+    return np.stack([_restore(probs[..., k].astype(np.float32), crop, 1, 1.0 if k == 0 else 0.0)
+                     for k in range(probs.shape[-1])], axis=-1)

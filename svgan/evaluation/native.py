@@ -4,7 +4,7 @@ The raw volumes go through exactly the preprocessing of training (the run's
 ``prepare`` settings and the Nyul landmarks of its manifest), every slice is
 inferred (``inference.predict_patient``, by default each slice decoded once from the
 overlapping window in which it sits most centrally), and the crop, resize and resampling
-are undone (``restore_labels``),
+are undone on the class probabilities (``restore_probabilities``) before the argmax,
 so that the label map has the input's shape. It is written with the input's
 own header (affine, qform/sform codes, zooms: ACDC's spacing lives only in the
 zooms), in the dataset's label convention.
@@ -20,7 +20,7 @@ import numpy as np
 from ..config import Config
 from ..data.conventions import LABEL_CONVENTIONS
 from ..data.io import NIFTI_SUFFIXES, Geometry, save_nifti
-from ..data.preprocess import preprocess_patient, restore_labels
+from ..data.preprocess import preprocess_patient, restore_probabilities
 from ..data.readers import PatientVolume
 from .inference import predict_patient
 from .postprocess import keep_largest_component
@@ -33,10 +33,10 @@ def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=standard)
     probs, disease = predict_patient(predict_fn, prepared.image, cfg.pipeline.sequence_length,
                                      cfg.pipeline.batch_size, cfg.pipeline.image_size, mode=mode)
-    classes = probs.argmax(-1).astype(np.uint8)
+    native = np.stack([restore_probabilities(probs[p], prepared.crop).argmax(-1).astype(np.uint8)
+                       for p in range(probs.shape[0])])
     if cfg.postprocess.largest_component:
-        classes = keep_largest_component(classes)
-    native = np.stack([restore_labels(classes[p], prepared.crop) for p in range(classes.shape[0])])
+        native = keep_largest_component(native)  # each phase's [X, Y, Z] volume
     return native, disease
 
 
