@@ -41,7 +41,7 @@ demo: $(STAMP) $(DEMO)/raw/brats/.complete $(DEMO)/raw/acdc/.complete
 
 # Prepare, train once (at most 30 minutes on 2 CPU cores; an interrupted run resumes), then score
 # the held-out test split on each patient's native grid. Running it again does not retrain.
-# Seed 002's comparison (VGG-GAP alone, with 5x / 10x augmentation, with CycleGAN minority
+# Zunair and Ben Hamza's comparison (VGG-GAP alone, with 5x / 10x augmentation, with CycleGAN minority
 # images) on a synthetic 2D lesion set, 2 seeds.
 $(DEMO)/raw/lesions/.complete: | $(STAMP)
 	$(SVGAN) synth lesions $(DEMO)/raw/lesions --patients 480 --seed 0 --size 64

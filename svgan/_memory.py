@@ -5,7 +5,7 @@ glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh
 mmap and returns it with munmap when freed. A training step allocates and frees
 hundreds of large activations, so every step faults all of them back in page by
 page: on the real-ACDC configuration at 128 x 128 that was about 930,000 minor
-page faults and 3 s of system time per 6.8 s step (issue 10; measured with
+page faults and 3 s of system time per 6.8 s step (measured with
 ``benchmarks/model_speed.py``, which prints user / system time and faults per step).
 
 - ``TF_CPU_ALLOCATOR_USE_BFC=true`` makes TensorFlow keep freed CPU memory in its

@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="PATH", help="a local VGG-16 notop weights file (ImageNet); nothing is downloaded")
     p.set_defaults(func=cmd_classify)
 
-    p = sub.add_parser("oversampling", help="2D images: seed 002's Table 1 (baseline, augment 5x / 10x, CycleGAN)")
+    p = sub.add_parser("oversampling", help="2D images: Zunair and Ben Hamza's Table 1 (baseline, augment 5x / 10x, CycleGAN)")
     p.add_argument("--config", help="YAML configuration of the 2D path")
     p.add_argument("--data", help="image folder root/<class>/*.png|jpg (default: data.root)")
     p.add_argument("--out", required=True, help="folder for the runs, oversampling.md / .csv and roc.png")

@@ -44,15 +44,15 @@ class DataConfig:
 
 @dataclass
 class PrepareConfig:
-    """Preprocessing of seed 000, section 3 ("Data Preparation and Augmentation")."""
+    """Preprocessing of Rezaei et al., section 3 ("Data Preparation and Augmentation")."""
 
-    # Seed 000 applies bias-field correction; N4 (SimpleITK) on a shrunk image keeps it practical.
+    # Rezaei et al. applies bias-field correction; N4 (SimpleITK) on a shrunk image keeps it practical.
     n4_bias_correction: bool = True
     n4_shrink_factor: int = 4
     n4_iterations: list[int] = field(default_factory=lambda: [50, 50, 50, 50])
-    # Seed 000: z-score normalisation, computed inside the foreground mask.
+    # Rezaei et al.: z-score normalisation, computed inside the foreground mask.
     zscore: bool = True
-    # Seed 000: Nyul-Udupa standard scale; landmarks learned on the training split.
+    # Rezaei et al.: Nyul-Udupa standard scale; landmarks learned on the training split.
     nyul: bool = True
     nyul_percentiles: list[float] = field(
         default_factory=lambda: [1.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 99.0]
@@ -74,15 +74,15 @@ class PrepareConfig:
 
 @dataclass
 class AugmentConfig:
-    """Seed 000: random crop, re-sizing/scaling, rotation in [-10, 10] degrees, Gaussian noise.
+    """Rezaei et al.: random crop, re-sizing/scaling, rotation in [-10, 10] degrees, Gaussian noise.
 
     Applied identically to every slice and modality of a sequence and to its mask,
     and only to training sequences.
     """
 
     enabled: bool = True
-    rotation_degrees: float = 10.0  # seed 000
-    scale_range: list[float] = field(default_factory=lambda: [0.9, 1.1])  # ours: seed 000 gives none
+    rotation_degrees: float = 10.0  # Rezaei et al.
+    scale_range: list[float] = field(default_factory=lambda: [0.9, 1.1])  # ours: Rezaei et al. gives none
     # Random crop: the view shifts by up to this fraction of the image side (ours).
     max_shift_fraction: float = 0.1
     noise_std: float = 0.05  # in z-score units (ours)
@@ -92,15 +92,15 @@ class AugmentConfig:
 class PipelineConfig:
     """The tf.data input pipeline: sequences of T consecutive slices of one patient."""
 
-    sequence_length: int = 8  # ours: seed 000 feeds "sequences" of a patient's slices; 8 fits the CPU
+    sequence_length: int = 8  # ours: Rezaei et al. feeds "sequences" of a patient's slices; 8 fits the CPU
     batch_size: int = 2
-    # In-plane size fed to the model; None = the prepared size. Progressive resizing (seed 001)
+    # In-plane size fed to the model; None = the prepared size. Progressive resizing (Cui et al.)
     # trains at a small size first, then larger ones, through this field.
     image_size: Optional[list[int]] = None
     # Random windows drawn per patient per epoch; None = enough to cover its slices once.
     windows_per_patient: Optional[int] = None
     patients_in_flight: int = 4  # patients interleaved at once (memory vs shuffle quality)
-    # Which training patients an epoch reads (ours; issue 8). "natural": each once, shuffled.
+    # Which training patients an epoch reads (ours). "natural": each once, shuffled.
     # "sqrt" / "balanced": as many draws, with replacement, a disease class drawn with probability
     # proportional to the square root of its patient count / equally (BraTS HGG:LGG 3:1 becomes
     # about 1.7:1 / 1:1); patients of unknown class form a class of their own.
@@ -111,9 +111,9 @@ class PipelineConfig:
 
 @dataclass
 class ModelConfig:
-    """Generator and discriminator of seed 000 ("Network Architecture", Fig. 1)."""
+    """Generator and discriminator of Rezaei et al. ("Network Architecture", Fig. 1)."""
 
-    # Seed 000: 4 max-pooling layers; one convolution per level gives its "ten convolutional
+    # Rezaei et al.: 4 max-pooling layers; one convolution per level gives its "ten convolutional
     # layers" (5 encoder + 4 decoder + the 1x1 classifier) and the discriminator's five.
     depth: int = 4
     convs_per_level: int = 1
@@ -122,13 +122,13 @@ class ModelConfig:
     # Per-slice group normalisation (ours): statistics per example, so that results do not
     # depend on how a batch is split across replicas; "none" switches it off.
     norm: Literal["group", "none"] = "group"
-    # Seed 000: a bidirectional LSTM across the slices in the bottleneck. "convlstm" runs a
+    # Rezaei et al.: a bidirectional LSTM across the slices in the bottleneck. "convlstm" runs a
     # ConvLSTM2D over the bottleneck maps (the authors' choice); "lstm" an LSTM over pooled vectors.
     recurrent: Literal["convlstm", "lstm"] = "convlstm"
     recurrent_units: int = 64
-    # Seed 000: "a couple of dense layers" map the pooled features to the disease class.
+    # Rezaei et al.: "a couple of dense layers" map the pooled features to the disease class.
     classifier_units: list[int] = field(default_factory=lambda: [64])
-    # What the disease head reads. "slices" (seed 000): per-slice class logits from pooled
+    # What the disease head reads. "slices" (Rezaei et al.): per-slice class logits from pooled
     # features, averaged over the slices (Eq. 4's aggregate). "volumes" (ours): the size of
     # each predicted structure per phase (mean and largest slice fraction, ED and ES for
     # ACDC), the quantities that define the ACDC groups; see PhaseStructureSizes.
@@ -141,33 +141,33 @@ class ModelConfig:
     # not stop Eq. 4's L1 from settling on the majority class (see BoundLogits).
     classifier_logit_bound: float = 6.0
     dropout: float = 0.0
-    # Seed 001's selective attention: an additive attention gate (Eq. 1) on every skip connection
-    # of the generator, gated by the coarser decoder level (off in seed 000).
+    # Cui et al.'s selective attention: an additive attention gate (Eq. 1) on every skip connection
+    # of the generator, gated by the coarser decoder level (off in Rezaei et al.).
     attention_gates: bool = False
     discriminator_filters: int = 32
-    # Seed 000: pixel-level PatchGAN (N = 1); N > 1 judges N x N patches.
+    # Rezaei et al.: pixel-level PatchGAN (N = 1); N > 1 judges N x N patches.
     patch_size: int = 1
 
 
 @dataclass
 class LossConfig:
-    """Seed 000 Eq. 5: L = L_adv + L_H(w) + L_cls, one weight per term."""
+    """Rezaei et al., Eq. 5: L = L_adv + L_H(w) + L_cls, one weight per term."""
 
     adversarial_weight: float = 1.0
     segmentation_weight: float = 1.0
     classification_weight: float = 1.0
-    # Seed 000 Eq. 2 selective class weights; false gives the unweighted ablation (Table 1 row 2).
+    # Rezaei et al., Eq. 2 selective class weights; false gives the unweighted ablation (Table 1 row 2).
     selective_weights: bool = True
-    # Seed 000 classifies from all slices of a patient; a window of T slices with no labelled
+    # Rezaei et al. classifies from all slices of a patient; a window of T slices with no labelled
     # structure (a tumour-free part of the brain) carries no evidence of the grade, so by default
     # such windows do not enter Eq. 4 (ours; false classifies every window).
     classify_labelled_windows_only: bool = True
-    # Seed 000 Eq. 4 is a weighted L1 on the slice-aggregated probabilities; "crossentropy" uses
+    # Rezaei et al., Eq. 4 is a weighted L1 on the slice-aggregated probabilities; "crossentropy" uses
     # -w_y log p_y on the same probabilities instead (ours, for comparison: the L1 has no gradient
     # left once the softmax saturates).
-    # "focal": Lin et al.'s focal loss on the same probabilities (seed 002: alpha 0.25, gamma 2 for
+    # "focal": Lin et al.'s focal loss on the same probabilities (Zunair and Ben Hamza: alpha 0.25, gamma 2 for
     # two classes; classification_loss_args changes them).
-    # "ldam" (Cao et al. 2019) and "lmf" (seed 003 Eq. 5: LDAM + focal) take their margins from the
+    # "ldam" (Cao et al. 2019) and "lmf" (Sadi et al., Eq. 5: LDAM + focal) take their margins from the
     # training patients per class; they need the volume head (model.classifier: volumes), whose
     # logits are per patient, and get a cosine classifier there (model.classifier_layer).
     classification_loss: Literal["l1", "crossentropy", "focal", "ldam", "lmf"] = "l1"
@@ -176,8 +176,8 @@ class LossConfig:
     # LMF term weighs each class by its effective-number weight (beta 0.9999). Cao et al. switch at
     # epoch 160 of 200; null: no re-weighting.
     drw_start_epoch: Optional[int] = None
-    # The segmentation term of Eq. 5. Seed 000: Eq. 3's selective-weighted cross-entropy
-    # (weights from Eq. 2; selective_weights above). The toolkit's losses (seed 001,
+    # The segmentation term of Eq. 5. Rezaei et al.: Eq. 3's selective-weighted cross-entropy
+    # (weights from Eq. 2; selective_weights above). The toolkit's losses (Cui et al.,
     # svgan/losses/segmentation.py) replace it by name; svgan/losses/registry.py maps the names.
     segmentation_loss: Literal["weighted_crossentropy", "dice", "tversky", "focal_tversky", "focal", "combo",
                                "unified_focal"] = "weighted_crossentropy"
@@ -188,9 +188,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 120  # seed 000
-    learning_rate: float = 1e-4  # seed 000, RMSprop for both networks
-    # Seed 000: a constant rate. "cosine" decays both rates to 0 over train.epochs (ours: a run
+    epochs: int = 120  # Rezaei et al.
+    learning_rate: float = 1e-4  # Rezaei et al., RMSprop for both networks
+    # Rezaei et al.: a constant rate. "cosine" decays both rates to 0 over train.epochs (ours: a run
     # with a fixed budget of steps ends on small steps instead of mid-oscillation).
     lr_schedule: Literal["constant", "cosine"] = "constant"
     discriminator_learning_rate: Optional[float] = None  # None: the same as the generator's
@@ -205,7 +205,7 @@ class TrainConfig:
     adversarial_ramp_steps: int = 0
     clipnorm: Optional[float] = None
     steps_per_epoch: Optional[int] = None  # None: one pass over the training windows
-    # Progressive resizing (seed 001; svgan/training/progressive.py): in-plane sizes [h, w]
+    # Progressive resizing (Cui et al.; svgan/training/progressive.py): in-plane sizes [h, w]
     # trained before the model's own size, with the epochs of each; e.g. [[48, 48], [64, 64]]
     # and [2, 2], then the remaining epochs at the full size. Empty: the full size throughout.
     progressive_sizes: list[list[int]] = field(default_factory=list)
@@ -446,7 +446,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     return config_from_dict(apply_overrides(values, overrides or []), source)
 
 
-# ---------------------------------------------------------------- 2D image classification (seed 002)
+# ---------------------------------------------------------------- 2D image classification (Zunair and Ben Hamza)
 
 @dataclass
 class ImageDataConfig:
@@ -454,63 +454,63 @@ class ImageDataConfig:
 
     root: Optional[str] = None
     # Label order: class index i is classes[i]. None: the sorted folder names. The last class is
-    # the positive one for sensitivity, focal alpha and ROC (seed 002: melanoma).
+    # the positive one for sensitivity, focal alpha and ROC (Zunair and Ben Hamza: melanoma).
     classes: Optional[list[str]] = None
-    # Seed 002 pads ISIC images to squares and resizes them to 256 x 256.
+    # Zunair and Ben Hamza pads ISIC images to squares and resizes them to 256 x 256.
     image_size: list[int] = field(default_factory=lambda: [256, 256])
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])  # ours (ISIC-2016 ships its own test set)
     split_seed: int = 0
-    # Classic offline augmentation (seed 002's Augment-5x / -10x baselines): the training split
+    # Classic offline augmentation (Zunair and Ben Hamza's Augment-5x / -10x baselines): the training split
     # becomes this many times its size with randomly flipped, rotated, shifted, zoomed and
     # brightened copies. 1: none.
     augment_factor: int = 1
     # Folders written by `svgan synthesize`, added to the training split only.
     synthetic_dirs: list[str] = field(default_factory=list)
     # Synthetic images added until the minority class reaches this share of the majority's count
-    # (seed 002 balances the classes: 1.0). None: every synthetic image.
+    # (Zunair and Ben Hamza balances the classes: 1.0). None: every synthetic image.
     oversample_to_ratio: Optional[float] = 1.0
 
 
 @dataclass
 class CycleGANConfig:
-    """CycleGAN (Zhu et al. 2017) as seed 002 trains it: Adam 2e-4, beta1 0.5, batch 1, lambda 10."""
+    """CycleGAN (Zhu et al. 2017) as Zunair and Ben Hamza trains it: Adam 2e-4, beta1 0.5, batch 1, lambda 10."""
 
-    # U-Net generators; CycleGAN and seed 002 use 64 filters at the first level (ours: 32 for CPUs).
+    # U-Net generators; CycleGAN and Zunair and Ben Hamza use 64 filters at the first level (ours: 32 for CPUs).
     filters: int = 32
     depth: int = 4
     discriminator_filters: int = 64  # 70 x 70 PatchGAN of CycleGAN: 64-128-256-512
-    # "lsgan": least squares (CycleGAN, and the authors' code); "bce": seed 002 Eq. 2's log-likelihood.
+    # "lsgan": least squares (CycleGAN, and the authors' code); "bce": Zunair and Ben Hamza, Eq. 2's log-likelihood.
     adversarial: Literal["lsgan", "bce"] = "lsgan"
-    cycle_weight: float = 10.0  # seed 002: lambda = 10
+    cycle_weight: float = 10.0  # Zunair and Ben Hamza: lambda = 10
     # Identity loss weight relative to cycle_weight (CycleGAN: 0.5); 0 switches it off.
     identity_weight: float = 0.5
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     batch_size: int = 1
-    epochs: int = 500  # seed 002
-    steps_per_epoch: Optional[int] = None  # None: every image of the smaller class once (seed 002's undersampling)
+    epochs: int = 500  # Zunair and Ben Hamza
+    steps_per_epoch: Optional[int] = None  # None: every image of the smaller class once (Zunair and Ben Hamza's undersampling)
     samples_per_grid: int = 4
 
 
 @dataclass
 class ClassifierConfig:
-    """VGG-GAP (seed 002): VGG-16's convolutional blocks, global average pooling, one softmax layer."""
+    """VGG-GAP (Zunair and Ben Hamza): VGG-16's convolutional blocks, global average pooling, one softmax layer."""
 
     # Filters of VGG-16 (64 ... 512) times this (ours; 1.0 is VGG-16, and the only width that
     # loads ImageNet weights from `weights`).
     width: float = 1.0
     weights: Optional[str] = None  # a local VGG-16 "notop" weights file; nothing is downloaded
     loss: Literal["focal", "lmf", "crossentropy"] = "focal"
-    loss_args: dict[str, Any] = field(default_factory=dict)  # focal: alpha 0.25, gamma 2 (seed 002)
-    learning_rate: float = 1e-3  # Adadelta (seed 002)
-    batch_size: int = 16  # seed 002
+    loss_args: dict[str, Any] = field(default_factory=dict)  # focal: alpha 0.25, gamma 2 (Zunair and Ben Hamza)
+    learning_rate: float = 1e-3  # Adadelta (Zunair and Ben Hamza)
+    batch_size: int = 16  # Zunair and Ben Hamza
     epochs: int = 100  # an upper bound: training stops when the validation loss stops improving
     # Batches per epoch; None: one pass over the training set. Set, it gives every variant of a
     # comparison the same optimizer steps however much augmentation grew its training set (ours).
     steps_per_epoch: Optional[int] = None
-    reduce_lr_factor: float = 0.1  # seed 002
+    reduce_lr_factor: float = 0.1  # Zunair and Ben Hamza
     reduce_lr_patience: int = 5  # ours
-    early_stopping_patience: int = 10  # ours: seed 002 keeps the best weights once the loss stagnates
+    early_stopping_patience: int = 10  # ours: Zunair and Ben Hamza keeps the best weights once the loss stagnates
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""LDAM, deferred re-weighting and LMF (seed 003) against values worked out by hand."""
+"""LDAM, deferred re-weighting and LMF (Sadi et al.) against values worked out by hand."""
 
 import math
 import warnings

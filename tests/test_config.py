@@ -11,8 +11,8 @@ from conftest import REPO
 
 def test_defaults_are_the_papers_values():
     cfg = Config().validate()
-    assert cfg.augment.rotation_degrees == 10.0  # seed 000: rotation between -10 and 10 degrees
-    assert cfg.prepare.zscore and cfg.prepare.nyul and cfg.prepare.n4_bias_correction  # seed 000 section 3
+    assert cfg.augment.rotation_degrees == 10.0  # Rezaei et al.: rotation between -10 and 10 degrees
+    assert cfg.prepare.zscore and cfg.prepare.nyul and cfg.prepare.n4_bias_correction  # Rezaei et al. section 3
     assert cfg.data.resolved_modalities() == ("flair", "t1", "t1ce", "t2")
 
 
@@ -24,7 +24,7 @@ def test_shipped_configs_load(path):
 
     with open(path) as f:
         sections = set(yaml.safe_load(f))
-    if sections & {"cyclegan", "classifier"}:  # the 2D image path's configuration (seed 002)
+    if sections & {"cyclegan", "classifier"}:  # the 2D image path's configuration (Zunair and Ben Hamza)
         assert load_images_config(path).data.image_size
     else:
         assert load_config(path).data.dataset in ("brats", "acdc")

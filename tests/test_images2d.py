@@ -1,4 +1,4 @@
-"""The 2D image path of seed 002: folders per class, augmentation, synthetic images, VGG-GAP,
+"""The 2D image path of Zunair and Ben Hamza: folders per class, augmentation, synthetic images, VGG-GAP,
 CycleGAN, `svgan synthesize`, the classifier's evaluation and the Table 1 comparison."""
 
 import csv
@@ -117,7 +117,7 @@ def test_focal_loss_of_the_classifier_weighs_the_positive_class_by_alpha():
     from svgan.training.classifier import build_loss
 
     loss = build_loss(load_images_config(None, []), [30, 10])
-    assert loss.alpha == 0.25 and loss.gamma == 2.0  # seed 002: alpha_t 0.25 for positives, 0.75 for negatives
+    assert loss.alpha == 0.25 and loss.gamma == 2.0  # Zunair and Ben Hamza: alpha_t 0.25 for positives, 0.75 for negatives
     logits = np.array([[0.3, -0.2]], np.float32)
     p1 = np.exp(-0.2) / (np.exp(0.3) + np.exp(-0.2))
     assert float(loss(np.array([1]), logits)) == pytest.approx(-0.25 * (1 - p1) ** 2 * np.log(p1), rel=1e-5)

@@ -58,7 +58,7 @@ def test_focal_classification_defaults_follow_the_class_count(brats_prepared, tm
     from svgan.losses.focal import focal_loss
     from svgan.losses.registry import build_classification_loss
 
-    assert build_classification_loss("focal", [1.0, 1.0]).alpha == 0.25  # seed 002, binary
+    assert build_classification_loss("focal", [1.0, 1.0]).alpha == 0.25  # Zunair and Ben Hamza, binary
     assert build_classification_loss("focal", [1.0] * 5).alpha is None
     assert build_classification_loss("focal", [1.0] * 5, {"alpha": [1, 2, 3, 4, 5]}).alpha == [1, 2, 3, 4, 5]
     manifest = load_manifest(brats_prepared)

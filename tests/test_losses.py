@@ -1,4 +1,4 @@
-"""Losses of seed 000 against hand-computed values and slow, obvious NumPy loops."""
+"""Losses of Rezaei et al. against hand-computed values and slow, obvious NumPy loops."""
 
 import math
 

@@ -35,7 +35,7 @@ def test_generator_shapes_for_any_sequence_length(generator):
 
 
 def test_layer_counts_follow_the_paper(generator):
-    # Seed 000: ten convolutional layers and four max-pooling layers in the generator,
+    # Rezaei et al.: ten convolutional layers and four max-pooling layers in the generator,
     # five convolutional and four max-pooling layers in the discriminator (plus its 1x1 pixel classifier).
     assert _count(generator, keras.layers.Conv2D) == 10
     assert _count(generator, keras.layers.MaxPooling2D) == 4

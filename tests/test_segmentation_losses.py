@@ -1,4 +1,4 @@
-"""Toolkit segmentation losses against hand values and slow NumPy loops (issue 8, seed 001)."""
+"""Toolkit segmentation losses against hand values and slow NumPy loops (issue 8, Cui et al.)."""
 
 import math
 

@@ -1,7 +1,7 @@
-"""2D image datasets as folders per class (``root/<class>/*.png|jpg``, ISIC-style; seed 002).
+"""2D image datasets as folders per class (``root/<class>/*.png|jpg``, ISIC-style; Zunair and Ben Hamza).
 
 Every image, real or synthetic, goes through ``load_image``: RGB, padded to a square with
-black borders (seed 002 pads ISIC images "to make them square in order to retain the original
+black borders (Zunair and Ben Hamza pads ISIC images "to make them square in order to retain the original
 aspect ratio"), resized to ``data.image_size``, kept as uint8; the models see it divided by 255.
 The split is stratified by class and seeded (``svgan.data.split``), per image. What training
 adds (classic offline augmentation, synthetic minority images) enters the training split only.
@@ -110,7 +110,7 @@ def load_splits(cfg: ImagesConfig, root: str | None = None) -> dict[str, ImageSe
 # ---------------------------------------------------------------- what training adds
 
 def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One classic random transform (seed 002 Section 2.3): flips, rotation, shift, zoom, brightness."""
+    """One classic random transform (Zunair and Ben Hamza Section 2.3): flips, rotation, shift, zoom, brightness."""
     from scipy import ndimage
 
     x = image.astype(np.float32)
@@ -133,7 +133,7 @@ def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def augmented(train: ImageSet, factor: int, seed: int) -> ImageSet:
     """The training set at ``factor`` times its size: the originals plus (factor - 1) random
-    copies of each (offline, as seed 002's Augment-5x / -10x baselines)."""
+    copies of each (offline, as Zunair and Ben Hamza's Augment-5x / -10x baselines)."""
     if factor <= 1:
         return train
     rng = np.random.default_rng(seed)

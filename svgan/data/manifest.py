@@ -3,7 +3,7 @@
 ``manifest.json`` beside one ``<ID>.npz`` per patient holds, per patient, the
 split, disease, slice count, geometry needed to write predictions back, and
 label voxel counts; per split, the class voxel counts (segmentation) and
-patient counts (disease) that the selective weights of seed 000 Eq. 2 read.
+patient counts (disease) that the selective weights of Rezaei et al., Eq. 2 read.
 """
 
 from __future__ import annotations

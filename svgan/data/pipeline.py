@@ -13,7 +13,7 @@ same positions at end-systole, so that the classifier sees the contraction.
 
 Training streams patients from disk (``patients_in_flight`` at a time), draws
 random windows, shuffles them and augments each sequence with one random
-transform shared by all its slices, modalities and its mask (seed 000: random
+transform shared by all its slices, modalities and its mask (Rezaei et al.: random
 crop, scaling, rotation in [-10, 10] degrees, Gaussian noise). Evaluation is
 deterministic, never augmented, and covers every slice of every patient exactly
 once (the last window of a patient is padded).

@@ -1,4 +1,4 @@
-"""Preprocessing of one patient (seed 000, section 3) and its exact inverse for labels.
+"""Preprocessing of one patient (Rezaei et al., section 3) and its exact inverse for labels.
 
 Order: N4 bias-field correction -> z-score inside the foreground -> resampling
 to the target spacing -> crop box -> resize to the in-plane size; the Nyul-Udupa

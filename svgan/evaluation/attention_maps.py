@@ -1,4 +1,4 @@
-"""The attention coefficients of a generator's gates (seed 001's selective attention), as arrays and a figure."""
+"""The attention coefficients of a generator's gates (Cui et al.'s selective attention), as arrays and a figure."""
 
 from __future__ import annotations
 

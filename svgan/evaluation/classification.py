@@ -1,7 +1,7 @@
-"""Scoring a 2D image classifier on its test split (seed 002's evaluation, one convention).
+"""Scoring a 2D image classifier on its test split (Zunair and Ben Hamza's evaluation, one convention).
 
 The confusion matrix has the truth in rows and the prediction in columns; the last class is
-the positive one (seed 002: melanoma); sensitivity = TP / (TP + FN), specificity =
+the positive one (Zunair and Ben Hamza: melanoma); sensitivity = TP / (TP + FN), specificity =
 TN / (TN + FP) (the authors' notebook reports the negative predictive value and the precision
 under those names); the decision is the class of highest probability (0.5 for two classes).
 """

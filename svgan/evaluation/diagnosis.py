@@ -8,7 +8,7 @@ the majority class whenever the evidence is weak; dividing by the training prior
 asks instead which class the evidence favours most, the rule that suits balanced accuracy.
 
 Metrics: confusion matrix, accuracy, per-class sensitivity and specificity, macro-F1
-(seed 003), balanced accuracy, one-vs-rest ROC AUC (seed 002).
+(Sadi et al.), balanced accuracy, one-vs-rest ROC AUC (Zunair and Ben Hamza).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ outputs in ``OUT`` (default ``RUN/evaluation``):
                               of the predicted segmentation, fitted on the run's training patients
                               (the challenge entrants' method; ``clinical.py``), beside the model's own
     summary.json              everything summarised, skipped patients with their reasons
-    table.md                  a table shaped like seed 000's Table 1 (mean, std, median)
+    table.md                  a table shaped like Rezaei et al.'s Table 1 (mean, std, median)
     confusion_matrix.csv
     figures/                  overlays, Dice box plots, ROC curves
 
@@ -76,7 +76,7 @@ def _stats(values) -> dict:
 
 
 def table_markdown(dataset: str, summary: dict) -> str:
-    """Seed 000 Table 1: Dice, Hausdorff (HD95) and sensitivity per region, plus classification accuracy."""
+    """Rezaei et al., Table 1: Dice, Hausdorff (HD95) and sensitivity per region, plus classification accuracy."""
     regions = list(REGIONS[dataset])
     head = "| statistic | Cls Acc | " + " | ".join(f"Dice {r}" for r in regions) + " | " + \
         " | ".join(f"HD95 {r}" for r in regions) + " | " + " | ".join(f"Sen {r}" for r in regions) + " |"
@@ -116,7 +116,7 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
     fig.tight_layout()
     fig.savefig(os.path.join(fig_dir, "dice_boxplot.png"), dpi=80)
     plt.close(fig)
-    for pid, image, truth, pred in overlays:  # like seed 000 Fig. 2: input, ground truth, prediction
+    for pid, image, truth, pred in overlays:  # like Rezaei et al., Fig. 2: input, ground truth, prediction
         z = int(np.argmax((truth > 0).sum((0, 1)))) if truth.any() else truth.shape[2] // 2
         fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
         for ax, (title, overlay) in zip(axes, (("input", None), ("ground truth", truth), ("prediction", pred))):

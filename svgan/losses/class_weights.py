@@ -1,4 +1,4 @@
-"""Selective class weights of seed 000, Eq. 2.
+"""Selective class weights of Rezaei et al., Eq. 2.
 
 The extracted text reads ``w_c = sqrt(|C_c| / (f_c + N))`` and explains it as
 "the ratio of the cardinality among N classes on the entire training dataset

@@ -1,4 +1,4 @@
-"""Classification losses for imbalanced classes: LDAM with deferred re-weighting, and LMF (seed 003).
+"""Classification losses for imbalanced classes: LDAM with deferred re-weighting, and LMF (Sadi et al.).
 
 - LDAM (Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
   NeurIPS 2019, Eq. 10-13): the true class's logit is lowered by a margin
@@ -12,11 +12,11 @@
 - Deferred re-weighting (LDAM paper, Section 3.2): plain weights until a switch epoch, then
   the effective-number weights of Cui et al. (CVPR 2019), w_j = (1 - beta) / (1 - beta^{n_j}),
   beta = 0.9999, normalised to sum to the number of classes (``DeferredReweighting``).
-- LMF (seed 003, Sadi et al., Eq. 5): L = alpha * LDAM + beta * focal, alpha = beta = 1, focal
+- LMF (Sadi et al., Sadi et al., Eq. 5): L = alpha * LDAM + beta * focal, alpha = beta = 1, focal
   gamma = 1.5.
 - Focal loss: ``svgan.losses.focal`` (the same core serves pixels and patients).
 
-Labels are integer classes [B]; -1 marks an unknown class and contributes 0 (as in seed 000's
+Labels are integer classes [B]; -1 marks an unknown class and contributes 0 (as in Rezaei et al.'s
 disease losses). Every function returns one value per example [B].
 """
 
@@ -36,7 +36,7 @@ from keras import ops  # noqa: E402
 LDAM_MAX_MARGIN = 0.5  # Cao et al. 2019
 LDAM_SCALE = 30.0  # Cao et al. 2019, for cosine logits
 DRW_BETA = 0.9999  # Cao et al. 2019, after Cui et al. 2019
-LMF_GAMMA = 1.5  # seed 003
+LMF_GAMMA = 1.5  # Sadi et al.
 
 
 def _counts(class_counts) -> np.ndarray:
@@ -85,7 +85,7 @@ def ldam_loss(y_true, logits, margins, scale: float = LDAM_SCALE, class_weights=
 
 def lmf_loss(y_true, logits, margins, alpha: float = 1.0, beta: float = 1.0, gamma: float = LMF_GAMMA,
              scale: float = LDAM_SCALE, class_weights=None, focal_alpha=None):
-    """Seed 003 Eq. 5: alpha * LDAM + beta * focal, per example [B]; the focal term reads the plain logits."""
+    """Sadi et al., Eq. 5: alpha * LDAM + beta * focal, per example [B]; the focal term reads the plain logits."""
     return (alpha * ldam_loss(y_true, logits, margins, scale, class_weights)
             + beta * focal_loss(y_true, logits, focal_alpha, gamma, from_logits=True))
 
@@ -125,7 +125,7 @@ class LDAMLoss(_ReweightedLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class LMFLoss(_ReweightedLoss):
-    """Seed 003 Eq. 5: alpha * LDAM + beta * focal (alpha = beta = 1, gamma = 1.5)."""
+    """Sadi et al., Eq. 5: alpha * LDAM + beta * focal (alpha = beta = 1, gamma = 1.5)."""
 
     def __init__(self, class_counts, alpha: float = 1.0, beta: float = 1.0, gamma: float = LMF_GAMMA,
                  max_margin: float = LDAM_MAX_MARGIN, scale: float = LDAM_SCALE, focal_alpha=None, name="lmf", **kwargs):

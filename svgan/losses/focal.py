@@ -3,8 +3,8 @@
     FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t)
 
 p_t is the probability of the true class from the plain (unweighted) softmax; alpha_t is
-the weight of the true class only. Seed 002 (MelaNet) trains its classifier with
-alpha = 0.25, gamma = 2; seed 001 Eq. 2 writes the same loss as alpha (1 - C_t)^gamma BCE.
+the weight of the true class only. Zunair and Ben Hamza (MelaNet) trains its classifier with
+alpha = 0.25, gamma = 2; Cui et al., Eq. 2 writes the same loss as alpha (1 - C_t)^gamma BCE.
 With gamma = 0 and no alpha it is the cross-entropy. The same core serves per-pixel
 segmentation ([B, ..., K]) and classification ([B, K]).
 """
@@ -52,7 +52,7 @@ def focal_loss(y_true, y_pred, alpha=None, gamma: float = 2.0, from_logits: bool
 
 @keras.saving.register_keras_serializable("svgan")
 class FocalLoss(keras.losses.Loss):
-    """Focal loss of Lin et al. (2017), Eq. 5 there; seed 001 Eq. 2, seed 002's classifier loss."""
+    """Focal loss of Lin et al. (2017), Eq. 5 there; Cui et al., Eq. 2, Zunair and Ben Hamza's classifier loss."""
 
     def __init__(self, alpha=None, gamma: float = 2.0, from_logits: bool = False, reduction="sum_over_batch_size",
                  name="focal", **kwargs):

@@ -1,4 +1,4 @@
-"""The losses of seed 000 (Eq. 1, 3, 4, 5): functional cores and Keras Loss classes.
+"""The losses of Rezaei et al. (Eq. 1, 3, 4, 5): functional cores and Keras Loss classes.
 
 Every core works on tensors and returns a scalar mean over the local batch.
 Under a ``tf.distribute`` strategy the trainer divides by the number of
@@ -38,7 +38,7 @@ def generator_adversarial_loss(fake_logits):
 
     Minimising log(1 - D(G)) as written saturates when D rejects G's outputs early on;
     maximising log D(G) has the same fixed point and strong gradients (Goodfellow et
-    al. 2014, and pix2pix, which seed 000 builds on).
+    al. 2014, and pix2pix, which Rezaei et al. builds on).
     """
     return ops.mean(_bce_with_logits(fake_logits, 1.0))
 
@@ -132,7 +132,7 @@ class _ClassWeightedLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable("svgan")
 class WeightedCategoricalCrossentropy(_ClassWeightedLoss):
-    """Seed 000 Eq. 3: per-class weighted cross-entropy on integer labels and logits."""
+    """Rezaei et al., Eq. 3: per-class weighted cross-entropy on integer labels and logits."""
 
     fn = staticmethod(weighted_categorical_crossentropy)
 
@@ -142,7 +142,7 @@ class WeightedCategoricalCrossentropy(_ClassWeightedLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class WeightedL1Classification(_ClassWeightedLoss):
-    """Seed 000 Eq. 4: weighted L1 between one-hot disease labels and aggregated probabilities.
+    """Rezaei et al., Eq. 4: weighted L1 between one-hot disease labels and aggregated probabilities.
 
     ``call`` gives each example's value, so that ``sample_weight`` weighs patients (the head fit).
     """
@@ -155,7 +155,7 @@ class WeightedL1Classification(_ClassWeightedLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class WeightedCrossentropyClassification(_ClassWeightedLoss):
-    """Alternative to seed 000 Eq. 4 (ours): -w_y log p_y on the slice-aggregated disease probabilities,
+    """Alternative to Rezaei et al., Eq. 4 (ours): -w_y log p_y on the slice-aggregated disease probabilities,
     one value per example."""
 
     fn = staticmethod(weighted_crossentropy_per_patient)
@@ -166,7 +166,7 @@ class WeightedCrossentropyClassification(_ClassWeightedLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class GeneratorAdversarialLoss(keras.losses.Loss):
-    """Seed 000 Eq. 1, non-saturating generator term; ``y_pred`` are D's logits on G's output."""
+    """Rezaei et al., Eq. 1, non-saturating generator term; ``y_pred`` are D's logits on G's output."""
 
     def __init__(self, name="generator_adversarial", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -177,7 +177,7 @@ class GeneratorAdversarialLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable("svgan")
 class DiscriminatorLoss(keras.losses.Loss):
-    """Seed 000 Eq. 1, discriminator term; ``y_true`` are D's logits on real pairs, ``y_pred`` on generated."""
+    """Rezaei et al., Eq. 1, discriminator term; ``y_true`` are D's logits on real pairs, ``y_pred`` on generated."""
 
     def __init__(self, name="discriminator", **kwargs):
         super().__init__(name=name, **kwargs)

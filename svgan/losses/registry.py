@@ -2,7 +2,7 @@
 
 ``loss.segmentation_loss`` and ``loss.classification_loss`` name an entry; the trainer asks
 ``build_segmentation_loss`` / ``build_classification_loss`` for a ``keras.losses.Loss`` and calls
-it on (integer labels, logits). The seed 000 losses take the selective class weights of Eq. 2;
+it on (integer labels, logits). The Rezaei et al. losses take the selective class weights of Eq. 2;
 LDAM and LMF take the training patients' class counts (their margins); the other losses take
 their own parameters (``loss.*_loss_args``).
 """
@@ -18,24 +18,24 @@ from .segmentation import ComboLoss, DiceLoss, FocalTverskyLoss, TverskyLoss, Un
 # name -> (loss class, what it is built from: "weights" = the Eq. 2 class weights, "counts" = the
 # training class counts, None = its own parameters only)
 SEGMENTATION_LOSSES = {
-    "weighted_crossentropy": (WeightedCategoricalCrossentropy, "weights"),  # seed 000 Eq. 3
+    "weighted_crossentropy": (WeightedCategoricalCrossentropy, "weights"),  # Rezaei et al., Eq. 3
     "dice": (DiceLoss, None),
     "tversky": (TverskyLoss, None),
     "focal_tversky": (FocalTverskyLoss, None),
     "focal": (FocalLoss, None),
     "combo": (ComboLoss, None),
-    "unified_focal": (UnifiedFocalLoss, None),  # seed 001 Eq. 12 (asymmetric; asymmetric: false for Eq. 9)
+    "unified_focal": (UnifiedFocalLoss, None),  # Cui et al., Eq. 12 (asymmetric; asymmetric: false for Eq. 9)
 }
 CLASSIFICATION_LOSSES = {
-    "l1": (WeightedL1Classification, "weights"),  # seed 000 Eq. 4
+    "l1": (WeightedL1Classification, "weights"),  # Rezaei et al., Eq. 4
     "crossentropy": (WeightedCrossentropyClassification, "weights"),
-    "focal": (FocalLoss, None),  # seed 002's classifier loss; alpha 0.25, gamma 2 for two classes
-    "ldam": (LDAMLoss, "counts"),  # seed 003 / Cao et al. 2019, on a cosine classifier
-    "lmf": (LMFLoss, "counts"),  # seed 003 Eq. 5
+    "focal": (FocalLoss, None),  # Zunair and Ben Hamza's classifier loss; alpha 0.25, gamma 2 for two classes
+    "ldam": (LDAMLoss, "counts"),  # Sadi et al. / Cao et al. 2019, on a cosine classifier
+    "lmf": (LMFLoss, "counts"),  # Sadi et al., Eq. 5
 }
 # LDAM's scale s = 30 is meant for cosine logits: these losses get a CosineClassifier head.
 MARGIN_LOSSES = ("ldam", "lmf")
-# Seed 002 (MelaNet): alpha = 0.25 on class 1, 0.75 on class 0 (Lin et al.'s binary convention);
+# Zunair and Ben Hamza (MelaNet): alpha = 0.25 on class 1, 0.75 on class 0 (Lin et al.'s binary convention);
 # a scalar alpha means nothing for more classes, where the default is no alpha.
 FOCAL_CLASSIFICATION_DEFAULTS = {"gamma": 2.0, "alpha": 0.25}
 

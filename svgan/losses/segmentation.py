@@ -1,4 +1,4 @@
-"""Multi-class segmentation losses of the imbalance toolkit (seed 001, with their published forms).
+"""Multi-class segmentation losses of the imbalance toolkit (Cui et al., with their published forms).
 
 Inputs: channels-last ``y_pred`` [B, ..., K] over any number of spatial axes (2D slices,
 3D volumes, the core model's [B, T, H, W, K] sequences), probabilities by default or
@@ -63,7 +63,7 @@ def focal_tversky_loss(y_true, y_pred, fn_weight: float = 0.7, fp_weight: float 
 
     Abraham and Khan, "A novel focal Tversky loss function..." (ISBI 2019), Eq. 4 writes the
     exponent as 1/gamma with gamma = 4/3; here ``gamma`` is the exponent itself (0.75), as in
-    Yeung et al. 2022. Seed 001 Eq. 3 writes the 1/gamma form.
+    Yeung et al. 2022. Cui et al., Eq. 3 writes the 1/gamma form.
     """
     index = tversky_index(y_true, y_pred, fn_weight, fp_weight, from_logits, smooth)
     return reduce_classes(focal_power(1.0 - index, gamma), class_reduction)
@@ -101,7 +101,7 @@ def unified_focal_loss(y_true, y_pred, weight: float = 0.5, delta: float = 0.6, 
                        smooth: float = SMOOTH, class_reduction: str = "mean"):
     """Unified focal loss (Yeung et al., CMIG 95, 2022, 102026), multi-class, per example [B].
 
-        L = weight * L_focal + (1 - weight) * L_focal_tversky          (seed 001 Eq. 9 and 12)
+        L = weight * L_focal + (1 - weight) * L_focal_tversky          (Cui et al., Eq. 9 and 12)
 
     Focal part, per position with true class c, averaged over positions:
         class weight (delta for a rare class, 1 - delta for the others)
@@ -110,14 +110,14 @@ def unified_focal_loss(y_true, y_pred, weight: float = 0.5, delta: float = 0.6, 
     Focal Tversky part, per class with mTI_c = TP / (TP + delta FN + (1 - delta) FP):
         (1 - mTI_c)^(1 - gamma)               (enhancement; asymmetric: only for rare classes,
                                                the others contribute 1 - mTI_c)
-    combined over classes by ``class_reduction``. Defaults are seed 001's: weight (lambda) 0.5,
+    combined over classes by ``class_reduction``. Defaults are Cui et al.'s: weight (lambda) 0.5,
     delta 0.6, gamma 0.5; ``rare_classes`` default to every class but 0.
 
-    Special cases (stated by Yeung et al. and seed 001): gamma = 0 and delta = 0.5 give half the
+    Special cases (stated by Yeung et al. and Cui et al.): gamma = 0 and delta = 0.5 give half the
     cross-entropy with weight 1 (delta = 1/2 weighs each class's term by one half) and the
     Dice loss with weight 0.
 
-    Where seed 001's extracted text differs from the published form: Eq. 6 and 7 swap the
+    Where Cui et al.'s extracted text differs from the published form: Eq. 6 and 7 swap the
     exponents (1 - tau on the focal term, tau on the Tversky term); Eq. 8's denominator
     repeats the TP sum instead of the FP sum; Eq. 9 reads "delta F_a + (1 - delta T_a)" and
     Eq. 12 uses tau as the mixing weight, where the published loss mixes with lambda; Eq. 10
@@ -191,7 +191,7 @@ class TverskyLoss(_SegmentationLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class FocalTverskyLoss(_SegmentationLoss):
-    """(1 - Tversky index)^0.75 (Abraham and Khan 2019, Eq. 4; seed 001 Eq. 3)."""
+    """(1 - Tversky index)^0.75 (Abraham and Khan 2019, Eq. 4; Cui et al., Eq. 3)."""
 
     fn = staticmethod(focal_tversky_loss)
     defaults = {"fn_weight": 0.7, "fp_weight": 0.3, "gamma": 0.75, **_REGION}
@@ -207,7 +207,7 @@ class ComboLoss(_SegmentationLoss):
 
 @keras.saving.register_keras_serializable("svgan")
 class UnifiedFocalLoss(_SegmentationLoss):
-    """Unified focal loss (Yeung et al. 2022; seed 001 Eq. 6-12), asymmetric by default."""
+    """Unified focal loss (Yeung et al. 2022; Cui et al., Eq. 6-12), asymmetric by default."""
 
     fn = staticmethod(unified_focal_loss)
     defaults = {"weight": 0.5, "delta": 0.6, "gamma": 0.5, "rare_classes": None, "asymmetric": True, **_REGION}

@@ -88,7 +88,7 @@ class AggregateSlices(keras.layers.Layer):
     """Patient logits from per-slice logits [B, T, M]: log of the mean slice probability.
 
     softmax of the result is the average of the slices' class probabilities, the
-    slice-aggregated prediction that seed 000's Eq. 4 compares with the label.
+    slice-aggregated prediction that Rezaei et al.'s Eq. 4 compares with the label.
     """
 
     def call(self, slice_logits):
@@ -173,15 +173,15 @@ def bidirectional_recurrence(sequence, kind: str, units: int, name: str):
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class AttentionGate(keras.layers.Layer):
-    """Additive attention gate of seed 001 Eq. 1 (Oktay et al., "Attention U-Net", MIDL 2018, Eq. 1-2).
+    """Additive attention gate of Cui et al., Eq. 1 (Oktay et al., "Attention U-Net", MIDL 2018, Eq. 1-2).
 
         q = psi^T relu(W_x^T x + W_g^T g + b_g) + b_psi,    alpha = sigmoid(q)
 
     ``x``: the skip connection [N, H, W, Cx]; ``g``: the gating signal from the coarser level
     [N, H/2, W/2, Cg]. W_x is a 2x2 convolution of stride 2 (x brought to g's grid), W_g and psi
-    are 1x1 convolutions; the coefficients are resampled bilinearly to x's grid (seed 001:
+    are 1x1 convolutions; the coefficients are resampled bilinearly to x's grid (Cui et al.:
     "trilinear interpolation" in 3D) and scale every channel of x. Returns (alpha * x, alpha).
-    Seed 001's text names the two non-linearities the other way round (sigma_1 outside, sigma_2
+    Cui et al.'s text names the two non-linearities the other way round (sigma_1 outside, sigma_2
     inside); the published gate applies the ReLU inside and the sigmoid outside, as here.
     """
 

@@ -1,11 +1,11 @@
-"""The discriminator of seed 000: a fully convolutional PatchGAN with a bidirectional LSTM.
+"""The discriminator of Rezaei et al.: a fully convolutional PatchGAN with a bidirectional LSTM.
 
 Conditioned on the image sequence concatenated with a segmentation (one-hot
 ground truth, or the generator's class probabilities), it runs the same
 encoder as the generator (``depth`` + 1 convolutions, ``depth`` max-poolings),
 a bidirectional recurrence across the slices after its last convolution, and
 emits one real/fake logit per pixel at the input resolution (PatchGAN with
-N = 1, which seed 000 found best for segmentation). The recurrent features are
+N = 1, which Rezaei et al. found best for segmentation). The recurrent features are
 upsampled and joined with the first convolution's maps so that the per-pixel
 decision sees both local detail and the sequence context. ``patch_size`` N > 1
 averages the pixel logits over N x N patches, for comparison with Isola et al.

@@ -1,15 +1,15 @@
-"""The generator of seed 000: a UNet per slice with a bidirectional LSTM across slices.
+"""The generator of Rezaei et al.: a UNet per slice with a bidirectional LSTM across slices.
 
 Input: a sequence of T slices of one patient, [B, T, H, W, C]. Each slice goes
 through the same encoder (``depth`` max-poolings) and decoder with skip
 connections between encoder level i and the decoder level that mirrors it
-(seed 000's "layer i and n-1-i"). In the bottleneck a bidirectional recurrence
+(Rezaei et al.'s "layer i and n-1-i"). In the bottleneck a bidirectional recurrence
 runs across the T slices of the patient and its output is concatenated with the
 bottleneck maps that feed the decoder.
 
 Outputs:
 - ``segmentation``: per-slice logits [B, T, H, W, K];
-- ``disease``: patient logits [B, M]. With ``classifier: slices`` (seed 000), the log of
+- ``disease``: patient logits [B, M]. With ``classifier: slices`` (Rezaei et al.), the log of
   the mean over slices of per-slice class probabilities (``AggregateSlices``), so that
   softmax(disease) is the slice-aggregated prediction of Eq. 4. With ``classifier:
   volumes``, logits of dense layers over the size of each predicted structure per
@@ -17,7 +17,7 @@ Outputs:
   quantities across ED and ES, which no single slice shows.
 
 The per-slice class features join, for slice i, the pooled last decoder map, the
-average and peak class probabilities and the pooled first encoder map (seed 000:
+average and peak class probabilities and the pooled first encoder map (Rezaei et al.:
 "concatenated depth features from last decoder layer with skip connection of
 encoder part") with the pooled recurrent features of slice i and of slice n-1-i: the paper connects features "from n-1-i and i" before its
 dense layers; with a bidirectional recurrence, slice n-1-i's backward state has seen
@@ -68,7 +68,7 @@ def build_generator(cfg: ModelConfig, image_size: tuple[int, int], channels: int
 
     for level in reversed(range(cfg.depth)):
         skip = skips[level]
-        if cfg.attention_gates:  # seed 001: the coarser decoder level gates the skip connection
+        if cfg.attention_gates:  # Cui et al.: the coarser decoder level gates the skip connection
             skip, _ = AttentionGate(max(1, skip.shape[-1] // 2), name=f"attention{level}")([skip, x])
         x = keras.layers.UpSampling2D(2, name=f"up{level}")(x)
         x = keras.layers.Concatenate(name=f"skip{level}")([x, skip])

@@ -1,4 +1,4 @@
-"""VGG-GAP (seed 002, after Zhou et al.'s class activation maps): VGG-16's five convolutional
+"""VGG-GAP (Zunair and Ben Hamza, after Zhou et al.'s class activation maps): VGG-16's five convolutional
 blocks, global average pooling, one dense layer whose softmax is the class probability.
 
 Layer names are those of ``keras.applications.VGG16`` (``block1_conv1`` ... ``block5_conv3``),

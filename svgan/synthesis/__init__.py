@@ -1,1 +1,1 @@
-"""Synthesis of minority-class samples: CycleGAN translation (seed 002)."""
+"""Synthesis of minority-class samples: CycleGAN translation (Zunair and Ben Hamza)."""

@@ -1,18 +1,18 @@
-"""CycleGAN (Zhu et al., ICCV 2017) as seed 002 (MelaNet) uses it: unpaired translation between
+"""CycleGAN (Zhu et al., ICCV 2017) as Zunair and Ben Hamza (MelaNet) uses it: unpaired translation between
 two classes of 2D images, to turn majority-class images into synthetic minority-class ones.
 
 Two U-Net generators (G_ab: class a -> class b, G_ba: back) with instance normalisation and two
 PatchGAN discriminators (CycleGAN's 70 x 70: 4 x 4 convolutions, 64-128-256-512 filters).
-Seed 002 Eq. 1: L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda L_cyc, lambda = 10, with
+Zunair and Ben Hamza, Eq. 1: L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda L_cyc, lambda = 10, with
 L_cyc = E ||G_ba(G_ab(a)) - a||_1 + E ||G_ab(G_ba(b)) - b||_1, plus CycleGAN's optional
 identity term (weight 0.5 lambda: G_ab(b) should stay b). The adversarial term is least squares
-(CycleGAN and the authors' code; ``cyclegan.adversarial: lsgan``) or seed 002 Eq. 2's
+(CycleGAN and the authors' code; ``cyclegan.adversarial: lsgan``) or Zunair and Ben Hamza, Eq. 2's
 log-likelihood (``bce``, non-saturating for the generators). Adam 2e-4, beta1 0.5, batch 1.
 
-Seed 002 balances the two classes by undersampling the larger one; here each epoch pairs every
+Zunair and Ben Hamza balances the two classes by undersampling the larger one; here each epoch pairs every
 image of the smaller class with a random image of the larger one (seeded by the epoch, so a
 resumed run draws the same pairs). Images have any number of channels (RGB photographs, MRI
-modalities) and are scaled to [-1, 1] by the caller. Left out, as seed 002 does not mention them: CycleGAN's pool of 50 past fakes
+modalities) and are scaled to [-1, 1] by the caller. Left out, as Zunair and Ben Hamza does not mention them: CycleGAN's pool of 50 past fakes
 and its linear learning-rate decay.
 """
 
@@ -147,7 +147,7 @@ def to_uint8(images) -> np.ndarray:
 
 def epoch_pairs(n_a: int, n_b: int, epoch: int, seed: int, steps: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (into a, into b) of one epoch: every image of the smaller class once, in random
-    order, each with a random image of the larger one (undersampling, seed 002)."""
+    order, each with a random image of the larger one (undersampling, Zunair and Ben Hamza)."""
     rng = np.random.default_rng([seed, epoch])
     steps = steps or min(n_a, n_b)
     if n_a <= n_b:

@@ -1,4 +1,4 @@
-"""Minority patients for BraTS / ACDC by CycleGAN translation of prepared slices (seed 002's idea
+"""Minority patients for BraTS / ACDC by CycleGAN translation of prepared slices (Zunair and Ben Hamza's idea
 on volumes): ``svgan synthesize --data PREPARED --from HGG --to LGG --count N OUT``.
 
 A CycleGAN learns, on the training split's 2D slices (every modality as a channel, both

@@ -1,5 +1,5 @@
 """``svgan ablate``: train variants of one configuration on the same split and seeds, score them
-alike, and compare them in one table (seed 001 Tables 2-4, seed 003 Table 1 on a user's data).
+alike, and compare them in one table (Cui et al., Tables 2-4, Sadi et al., Table 1 on a user's data).
 
 Each variant is a list of config overrides applied on top of the base configuration; every
 (variant, seed) run lives in ``OUT/<variant>/seed<k>`` and is scored on the prepared data's
@@ -46,7 +46,7 @@ def _ldam_drw(cfg: Config, full_size) -> list[str]:
 # Variant name -> overrides of the base configuration (a callable gets the config and full size).
 # Names joined by "+" combine variants, e.g. "lmf+balanced".
 VARIANTS = {
-    "weighted": [],  # the base configuration (seed 000: Eq. 2's selective weights on)
+    "weighted": [],  # the base configuration (Rezaei et al.: Eq. 2's selective weights on)
     "unweighted": ["loss.selective_weights=false"],
     "unified": ["loss.segmentation_loss=unified_focal"],
     "focal_tversky": ["loss.segmentation_loss=focal_tversky"],

@@ -1,9 +1,9 @@
-"""Training the 2D image classifier of seed 002 (VGG-GAP with focal loss) and scoring it.
+"""Training the 2D image classifier of Zunair and Ben Hamza (VGG-GAP with focal loss) and scoring it.
 
 ``train_classifier`` fits on the training split (with whatever augmentation and synthetic
 images the configuration adds), watches the validation split only: Adadelta at 1e-3, the
 rate divided by 10 when the validation loss stalls, training stopped when it stops
-improving and the best weights kept (seed 002). The test split is never looked at here;
+improving and the best weights kept (Zunair and Ben Hamza). The test split is never looked at here;
 ``svgan.evaluation.classification`` scores it afterwards. Interrupted runs continue from
 their last epoch (``keras.callbacks.BackupAndRestore``).
 """
@@ -23,8 +23,8 @@ CLASSIFIER_NAME = "classifier.keras"
 
 
 def build_loss(cfg: ImagesConfig, train_counts):
-    """The classifier's loss by name from the one registry: focal (seed 002: alpha 0.25 on the
-    positive class for two classes, gamma 2), lmf (seed 003) or plain cross-entropy."""
+    """The classifier's loss by name from the one registry: focal (Zunair and Ben Hamza: alpha 0.25 on the
+    positive class for two classes, gamma 2), lmf (Sadi et al.) or plain cross-entropy."""
     from ..losses.registry import build_classification_loss
 
     c = cfg.classifier

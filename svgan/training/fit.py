@@ -369,7 +369,7 @@ def _image_summary(trainer: Trainer, step: int) -> None:
 
 
 def _attention_figure(trainer: Trainer, path: str, epoch: int) -> None:
-    """Seed 001's attention coefficients on the middle slice of the first validation patient."""
+    """Cui et al.'s attention coefficients on the middle slice of the first validation patient."""
     tf = import_tf()
     from ..data.prepare import load_prepared
     from ..evaluation.attention_maps import save_attention_figure

@@ -3,7 +3,7 @@
 Why: the ``volumes`` head (``PhaseStructureSizes`` + dense layers) reads the
 segmentation with its gradient stopped, so the GAN step trains only its few
 dense weights, a batch of 2 windows at a time under RMSprop at the generator's
-learning rate. Measured on real ACDC (issue 7), its cross-entropy stayed at
+learning rate. Measured on real ACDC, its cross-entropy stayed at
 ln 5 (chance over five groups) for three epochs: RMSprop moves a weight by about
 the learning rate per step whatever the loss weight, far too little for the
 small differences in structure size between patients. This pass fits the head

@@ -1,4 +1,4 @@
-"""``svgan oversampling``: seed 002's Table 1 on a user's 2D image set, one command.
+"""``svgan oversampling``: Zunair and Ben Hamza's Table 1 on a user's 2D image set, one command.
 
 Variants, each trained per seed on the same split and scored on its test split:
 ``baseline`` (VGG-GAP with focal loss on the original training images), ``augment5`` and

@@ -1,8 +1,8 @@
-"""Progressive resizing (seed 001): train on small images first, then on larger ones.
+"""Progressive resizing (Cui et al.): train on small images first, then on larger ones.
 
 ``train.progressive_sizes`` lists the in-plane sizes trained before the model's own size and
 ``train.progressive_epochs`` the epochs of each; the remaining epochs run at the full size
-(seed 001: 128 -> 256 -> 512). The model is fully convolutional, so every weight carries over
+(Cui et al.: 128 -> 256 -> 512). The model is fully convolutional, so every weight carries over
 between stages; the input pipeline resizes on the fly (``pipeline.image_size``).
 
 Keras' ConvLSTM2D fixes the spatial size when it is built, so a stage cannot simply feed

@@ -1,0 +1,149 @@
+"""Dice per structure and diagnosis accuracy against training minutes, for a recipe and for
+Rezaei et al.'s GAN trained from the first step, on a prepared folder's test split.
+
+    python benchmarks/learning_curve.py --data real_data/prepared/acdc --out real_data/learning_curve \
+        --config configs/real_acdc.yaml --minutes 10 30 90
+
+For each budget M (minutes of training steps on a reference machine) and each variant it trains
+one run whose step count fills M minutes at the reference step rates, then scores the test split
+with ``svgan evaluate``:
+
+- ``recipe``: the configuration as given, its epochs (and its supervised epochs) scaled so that
+  its steps fill M minutes: the same schedule shape at every budget;
+- ``gan_from_step_one``: the same configuration with the adversarial stage from the first step
+  (``train.supervised_epochs: 0``, no ramp), Rezaei et al.'s training, its epochs scaled alike.
+
+Runs live in ``OUT/<variant>_<M>min``; a finished one is scored again but not retrained, an
+interrupted one resumes. Minutes are stated two ways: at the reference rates (what the step
+count costs on the machine the recipe is sized for) and as measured here (``summary.json``).
+Writes ``learning_curve.md`` / ``.csv`` (the table) and ``learning_curve.png`` (the figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Seconds per step on the reference machine (2 cores at normal speed) at the real-ACDC shape
+# (batch 2 x 16 slices at 128 x 128, base 16): the generator-only step 0.52 s and the two-forward
+# GAN step 1.12 s were measured there; the one-forward GAN step costs 0.91 of the two-forward one
+# (benchmarks/model_speed.py --only real-acdc --part train, before and after, on one machine).
+REFERENCE_S_PER_STEP = {"supervised": 0.52, "adversarial": 1.12 * 0.91}
+VARIANTS = ("recipe", "gan_from_step_one")
+
+
+def reference_minutes(cfg) -> float:
+    """Minutes of training steps of ``cfg`` at the reference rates."""
+    t = cfg.train
+    steps = t.steps_per_epoch
+    return steps * (t.supervised_epochs * REFERENCE_S_PER_STEP["supervised"]
+                    + (t.epochs - t.supervised_epochs) * REFERENCE_S_PER_STEP["adversarial"]) / 60.0
+
+
+def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
+    """``--set`` overrides that make ``cfg`` (with ``train.steps_per_epoch`` set) the variant at ``minutes``."""
+    t = cfg.train
+    if variant == "gan_from_step_one":
+        epochs = max(1, round(minutes * 60 / (t.steps_per_epoch * REFERENCE_S_PER_STEP["adversarial"])))
+        return [f"train.epochs={epochs}", "train.supervised_epochs=0", "train.adversarial_ramp_steps=0"]
+    scale = minutes / reference_minutes(cfg)
+    epochs = max(1, round(t.epochs * scale))
+    supervised = min(epochs, round(t.supervised_epochs * scale))
+    return [f"train.epochs={epochs}", f"train.supervised_epochs={supervised}"]
+
+
+def _score(run_dir: str) -> dict:
+    from svgan.evaluation.report import evaluate_run
+
+    summary = evaluate_run(run_dir, "test")
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        trained = json.load(f)
+    row = {f"dice_{r}": summary["regions"][r]["dice"]["mean"] for r in summary["regions"]}
+    row.update({f"hd95_{r}": summary["regions"][r]["hd95"]["mean"] for r in summary["regions"]})
+    row["diagnosis_head"] = summary.get("diagnosis_head", {}).get("accuracy", math.nan)
+    row["diagnosis_clinical_features"] = summary.get("diagnosis_clinical_truth_fit", {}).get("accuracy", math.nan)
+    row.update({"steps": trained.get("steps"), "minutes_here": trained.get("minutes"),
+                "s_per_step_here": trained.get("s_per_step"), "patients": summary["patients"]})
+    return row
+
+
+def _figure(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regions = [k[5:] for k in rows[0] if k.startswith("dice_")]
+    fig, axes = plt.subplots(1, len(regions) + 1, figsize=(3.2 * (len(regions) + 1), 3.2), sharex=True)
+    for variant, style in zip(VARIANTS, ("o-", "s--")):
+        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["minutes"])
+        if not mine:
+            continue
+        x = [r["minutes"] for r in mine]
+        for ax, region in zip(axes, regions):
+            ax.plot(x, [r[f"dice_{region}"] for r in mine], style, label=variant)
+            ax.set_title(f"Dice {region}")
+        axes[-1].plot(x, [r["diagnosis_clinical_features"] for r in mine], style, label=f"{variant}, clinical features")
+        axes[-1].plot(x, [r["diagnosis_head"] for r in mine], style, alpha=0.5, label=f"{variant}, head")
+        axes[-1].set_title("diagnosis accuracy")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training minutes (reference machine)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="prepared folder (scored on its test split)")
+    parser.add_argument("--config", required=True, help="the recipe, with train.steps_per_epoch set")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 90])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the recipe")
+    args = parser.parse_args()
+
+    from svgan.config import load_config
+    from svgan.data.io import write_csv
+    from svgan.training.fit import train
+
+    base = load_config(args.config, args.set)
+    if not base.train.steps_per_epoch:
+        sys.exit("the recipe needs train.steps_per_epoch (epochs of a fixed number of steps)")
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    for minutes in args.minutes:
+        for variant in args.variants:
+            run_dir = os.path.join(args.out, f"{variant}_{minutes:g}min")
+            overrides = args.set + ["train.max_minutes=null"] + variant_overrides(base, variant, minutes)
+            cfg = load_config(args.config, overrides)
+            if not os.path.isfile(os.path.join(run_dir, "summary.json")):
+                resume = os.path.isdir(os.path.join(run_dir, "checkpoints"))
+                print(f"{variant}, {minutes:g} minutes: {' '.join(overrides)}", flush=True)
+                train(cfg, args.data, run_dir=run_dir, resume=resume)
+            row = {"variant": variant, "minutes": round(reference_minutes(cfg), 1), **_score(run_dir)}
+            rows.append(row)
+            print(row, flush=True)
+    write_csv(os.path.join(args.out, "learning_curve.csv"), rows)
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+    with open(os.path.join(args.out, "learning_curve.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    _figure(rows, os.path.join(args.out, "learning_curve.png"))
+    print("\n".join(lines))
+    print(f"Figure: {os.path.join(args.out, 'learning_curve.png')}")
+
+
+if __name__ == "__main__":
+    main()
