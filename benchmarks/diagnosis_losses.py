@@ -57,7 +57,7 @@ def _recording_predict_fn(G, record: list):
 
 def evaluated_windows(G, cfg, manifest, records):
     """Per evaluated patient: (true class, window features [W, F], foreground counts [W], evaluate's probabilities)."""
-    from svgan.data.readers import load_patient
+    from svgan.data.datasets import load_patient
     from svgan.evaluation.native import predict_volume
 
     out = []
@@ -114,13 +114,14 @@ def main() -> None:
     import keras
 
     import svgan.models  # noqa: F401  (registers the layers)
-    from svgan.data.readers import discover_patients
+    from svgan.data.datasets import discover_patients
     from svgan.evaluation.diagnosis import diagnosis_metrics
     from svgan.evaluation.report import split_records
-    from svgan.losses.classification import DeferredReweighting
+    from svgan.training.reweighting import DeferredReweighting
     from svgan.losses.registry import build_classification_loss
     from svgan.training.ablation import variant_overrides
-    from svgan.training.fit import CONFIG_NAME, GENERATOR_NAME, class_weights, load_run
+    from svgan.runs import CONFIG_NAME, GENERATOR_NAME, load_run
+    from svgan.training.fit import class_weights
     from svgan.training.head_fit import DiseaseHeadFit, patient_weights
 
     variants = [(loss, sampling) for loss in args.losses.split(",") for sampling in args.samplings.split(",")]

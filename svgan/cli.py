@@ -12,8 +12,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 from ._tf import import_tf
 from .errors import SvganError
 from .evaluation.inference import WINDOW_MODES
@@ -98,7 +96,7 @@ def _config(args, dataset: str | None = None):
 def cmd_prepare(args) -> int:
     from .data.manifest import load_manifest, summary_table
     from .data.prepare import prepare_dataset
-    from .data.readers import discover_patients
+    from .data.datasets import discover_patients
 
     cfg = _config(args, args.dataset)
     n = len(discover_patients(args.raw_dir, cfg.data.dataset, cfg.data.format))
@@ -125,7 +123,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .training.fit import CONFIG_NAME, train
+    from .runs import CONFIG_NAME, describe_run
+    from .training.fit import train
 
     if args.resume:
         from .config import load_config
@@ -139,8 +138,7 @@ def cmd_train(args) -> int:
         if not prepared:
             raise SvganError("no prepared data: give --data PREPARED_DIR or set data.prepared_dir")
         summary = train(cfg, prepared, run_dir=args.run_dir)
-    print(f"Run folder: {os.path.abspath(summary['run_dir'])} ({summary['epochs_done']} epochs, "
-          f"{summary['minutes']:.1f} min; best validation Dice {summary['best_validation_dice']})")
+    print(describe_run(summary))
     return 0
 
 
@@ -218,7 +216,7 @@ def cmd_oversampling(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluation.report import evaluate_run
-    from .training.fit import load_run
+    from .runs import load_run
 
     _, manifest = load_run(args.run_dir)
     n = len(manifest.split_ids(args.split)) if not args.data else 0
@@ -252,56 +250,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    import json
+    from .data.datasets import discover_patients
+    from .evaluation.prediction import RunPredictor, predict_records
 
-    import_tf()
-    import keras
-
-    from . import models  # noqa: F401  (registers the layers)
-    from .data.conventions import DISEASE_CLASSES
-    from .data.io import atomic_path
-    from .data.readers import discover_patients, load_patient
-    from .errors import DataError
-    from .evaluation.clinical import clinical_features, height_weight, truth_fitted_classifier
-    from .evaluation.diagnosis import prior_adjusted, training_class_prior
-    from .evaluation.inference import make_predict_fn
-    from .evaluation.native import predict_volume, prediction_paths, write_prediction
-    from .training.fit import GENERATOR_NAME, load_run
-
-    cfg, manifest = load_run(args.run_dir, overrides=args.set)
-    path = os.path.join(args.run_dir, GENERATOR_NAME)
-    if not os.path.isfile(path):
-        raise SvganError("no generator.keras in the run folder", args.run_dir)
-    predict_fn = make_predict_fn(keras.models.load_model(path))
-    records = discover_patients(args.input, manifest.dataset, cfg.data.format)
-    bar = _progress_bar(len(records), f"Predicting {len(records)} patient(s)")
-    failed = {}
-    classes = DISEASE_CLASSES[manifest.dataset]
-    prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
-    forest = truth_fitted_classifier(manifest) if cfg.postprocess.diagnosis == "clinical_features" else None
-    for i, record in enumerate(records):
-        try:
-            volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
-            pred, head = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"),
-                                        mode=args.windows)
-            head = prior_adjusted(head, prior, cfg.postprocess.disease_prior_correction)
-            disease = head
-            if forest is not None:
-                features = clinical_features(pred, volume.geometry[0].spacing, *height_weight(record.info))
-                disease = forest.predict_proba([features], len(classes))[0]
-            outputs = prediction_paths(args.out_dir, volume, record.info)
-            for p, out in enumerate(outputs):
-                write_prediction(pred[p], record.format, volume.geometry[p], out)
-            with atomic_path(os.path.join(args.out_dir, f"{volume.patient_id}_pred.json")) as tmp, open(tmp, "w") as f:
-                json.dump({"patient": volume.patient_id, "disease": classes[int(np.argmax(disease))],
-                           "diagnosis_source": cfg.postprocess.diagnosis,
-                           "probabilities": {c: float(v) for c, v in zip(classes, disease)},
-                           "head_probabilities": {c: float(v) for c, v in zip(classes, head)},
-                           "files": [os.path.basename(o) for o in outputs], "source": os.path.abspath(record.folder)}, f, indent=1)
-        except DataError as e:
-            failed[record.patient_id] = str(e)
-        if bar:
-            bar(i + 1)
+    predictor = RunPredictor(args.run_dir, overrides=args.set, windows=args.windows)
+    records = discover_patients(args.input, predictor.manifest.dataset, predictor.cfg.data.format)
+    failed = predict_records(predictor, records, args.out_dir, _progress_bar(len(records), f"Predicting {len(records)} patient(s)"))
     print(f"Predicted {len(records) - len(failed)} of {len(records)} patient(s) into {os.path.abspath(args.out_dir)}")
     for pid, message in sorted(failed.items()):
         print(f"  {pid}: {message}", file=sys.stderr)

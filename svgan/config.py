@@ -18,10 +18,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from .data.datasets import get_dataset
 from .errors import ConfigError
-
-BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
-ACDC_MODALITIES = ("cine",)
 
 
 @dataclass
@@ -39,7 +37,7 @@ class DataConfig:
     def resolved_modalities(self) -> tuple[str, ...]:
         if self.modalities:
             return tuple(self.modalities)
-        return BRATS_MODALITIES if self.dataset == "brats" else ACDC_MODALITIES
+        return get_dataset(self.dataset).modalities
 
 
 @dataclass
@@ -277,9 +275,10 @@ def _validate(cfg: Config, source: str | None) -> None:
             raise ConfigError(what, source)
 
     p, a, q = cfg.prepare, cfg.augment, cfg.pipeline
-    known = {"brats": {"flair", "t1", "t1ce", "t2"}, "acdc": {"cine"}}[cfg.data.dataset]
+    dataset = get_dataset(cfg.data.dataset)
     for m in cfg.data.resolved_modalities():
-        check(m in known, f"data.modalities: unknown modality {m!r} for {cfg.data.dataset} (known: {sorted(known)})")
+        check(m in dataset.modalities, f"data.modalities: unknown modality {m!r} for {dataset.name} "
+                                       f"(known: {sorted(dataset.modalities)})")
     check(p.n4_shrink_factor >= 1, "prepare.n4_shrink_factor must be >= 1")
     check(len(p.target_spacing) == 3, "prepare.target_spacing needs 3 entries (x, y, slice)")
     check(all(s is None or s > 0 for s in p.target_spacing), "prepare.target_spacing entries must be > 0 or null")
@@ -295,8 +294,9 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(0 <= a.max_shift_fraction < 0.5, "augment.max_shift_fraction must be in [0, 0.5)")
     check(a.noise_std >= 0, "augment.noise_std must be >= 0")
     check(q.sequence_length >= 1, "pipeline.sequence_length must be >= 1")
-    check(cfg.data.dataset != "acdc" or q.sequence_length % 2 == 0,
-          "pipeline.sequence_length must be even for ACDC (half ED slices, half ES slices)")
+    check(q.sequence_length % dataset.phases == 0,
+          f"pipeline.sequence_length must be a multiple of {dataset.name}'s {dataset.phases} phases "
+          "(the same slice positions of each phase, one block after the other)")
     check(q.batch_size >= 1, "pipeline.batch_size must be >= 1")
     check(q.image_size is None or (len(q.image_size) == 2 and min(q.image_size) >= 8),
           "pipeline.image_size must be null or 2 entries >= 8")
@@ -334,8 +334,8 @@ def _validate(cfg: Config, source: str | None) -> None:
                                                                    for v in s) for s in sizes),
           f"train.progressive_sizes: each stage needs [h, w], integers >= 16 divisible by 2^model.depth = {2 ** m.depth}")
     check(all(isinstance(e, int) and e >= 1 for e in stage_epochs), "train.progressive_epochs: each stage needs >= 1 epoch")
-    check(cfg.postprocess.diagnosis == "head" or cfg.data.dataset == "acdc",
-          "postprocess.diagnosis: clinical_features needs data.dataset: acdc (cardiac features across ED and ES)")
+    check(cfg.postprocess.diagnosis == "head" or dataset.cardiac,
+          f"postprocess.diagnosis: clinical_features needs a cardiac dataset such as acdc, not {dataset.name}")
     tau = cfg.postprocess.disease_prior_correction
     check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from svgan._tf import import_tf
-from svgan.losses.classification import (CosineClassifier, DeferredReweighting, LDAMLoss, LMFLoss,
+from svgan.losses.classification import (CosineClassifier, LDAMLoss, LMFLoss,
                                          effective_number_weights, ldam_loss, ldam_margins, lmf_loss)
 from svgan.losses.focal import focal_loss
+from svgan.training.reweighting import DeferredReweighting
 
 tf = import_tf()
 import keras  # noqa: E402

@@ -1,12 +1,13 @@
-"""Clinical features of a cardiac segmentation (volumes, EF, mass, wall thickness, BSA) by hand, and the reference classifier."""
+"""Clinical features of a cardiac segmentation (volumes, EF, mass, wall thickness, BSA) by hand, and the classifier on them."""
 
 import math
 
 import numpy as np
 import pytest
 
-from svgan.evaluation.clinical import (FEATURES, ClinicalClassifier, body_surface_area, clinical_features, height_weight,
-                                       max_wall_thickness, slice_thickness_statistics)
+from svgan.data.cardiac import (FEATURES, body_surface_area, clinical_features, height_weight, max_wall_thickness,
+                                slice_thickness_statistics)
+from svgan.evaluation.clinical import ClinicalClassifier
 
 
 def _heart(thickness_px: int) -> np.ndarray:

@@ -60,7 +60,7 @@ def test_bad_values_give_one_clear_error(override, message):
 
 
 def test_acdc_sequences_must_split_evenly_into_ed_and_es():
-    with pytest.raises(ConfigError, match="even for ACDC"):
+    with pytest.raises(ConfigError, match="a multiple of acdc.s 2 phases"):
         load_config(None, ["data.dataset=acdc", "pipeline.sequence_length=7"])
 
 

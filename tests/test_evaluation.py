@@ -12,10 +12,10 @@ from svgan.cli import main
 from svgan.config import PrepareConfig
 from svgan.data.manifest import load_manifest
 from svgan.data.preprocess import preprocess_patient, restore_labels
-from svgan.data.readers import discover_patients, load_patient
+from svgan.data.datasets import discover_patients, load_patient
 from svgan.evaluation.diagnosis import diagnosis_metrics, prior_adjusted, roc_auc, training_class_prior
 from svgan.evaluation.native import write_prediction
-from svgan.evaluation.clinical import ventricle_indices
+from svgan.data.cardiac import ventricle_indices
 from svgan.evaluation.report import agreement, evaluate_run
 from svgan.training.fit import train
 

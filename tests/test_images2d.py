@@ -167,6 +167,36 @@ def test_cyclegan_resumes_from_its_last_epoch(lesions, tmp_path):
     assert sorted(ib) == [0, 1, 2, 3] and len(ia) == 4 and ia.max() < 10
 
 
+def test_a_non_finite_cyclegan_loss_stops_with_one_error_line_and_keeps_the_checkpoint(lesions, tmp_path, monkeypatch):
+    from svgan.synthesis import cyclegan
+    from svgan.training.loop import TrainingError
+
+    cfg = _config(lesions, "cyclegan.steps_per_epoch=2", "cyclegan.epochs=2")
+    train = load_splits(cfg)["train"]
+    a, b = cyclegan.to_model_range(train.images[train.labels == 0]), cyclegan.to_model_range(train.images[train.labels == 1])
+    real_init, calls = cyclegan.CycleGAN.__init__, {"n": 0}
+
+    def poisoned_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        step = self.step
+
+        def poisoned(xa, xb):
+            calls["n"] += 1
+            losses = step(xa, xb)
+            return {**losses, "cycle": float("nan")} if calls["n"] == 3 else losses  # epoch 2, step 1
+
+        self.step = poisoned
+
+    monkeypatch.setattr(cyclegan.CycleGAN, "__init__", poisoned_init)
+    run = str(tmp_path / "cyclegan")
+    with pytest.raises(TrainingError, match="non-finite CycleGAN loss at epoch 2, step 1: cycle=nan") as error:
+        cyclegan.train_cyclegan(cfg.cyclegan, a, b, run, cfg.data.image_size, verbose=False)
+    assert "\n" not in str(error.value) and run in str(error.value)  # one line, naming the run folder
+    with open(os.path.join(run, "history.csv")) as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]  # epoch 1 kept, checkpoint included
+    assert os.path.isdir(os.path.join(run, "checkpoints"))
+
+
 def test_synthesize_translates_training_images_only_and_refuses_a_used_folder(lesions, tmp_path):
     out = str(tmp_path / "synthetic")
     args = ["synthesize", "--data", lesions, "--from", "benign", "--to", "malignant", "--count", "5", "--run-dir",

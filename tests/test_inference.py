@@ -9,7 +9,7 @@ from svgan._tf import import_tf
 from svgan.config import load_config
 from svgan.data.pipeline import extract_sequence
 from svgan.data.preprocess import preprocess_patient
-from svgan.data.readers import discover_patients, load_patient
+from svgan.data.datasets import discover_patients, load_patient
 from svgan.evaluation.inference import central_owners, make_predict_fn, overlapping_starts, predict_patient
 from svgan.models import build_generator
 from svgan.models.parts import split_generator

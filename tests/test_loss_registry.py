@@ -75,7 +75,9 @@ def test_focal_classification_defaults_follow_the_class_count(brats_prepared, tm
 @pytest.mark.parametrize("name", ["ldam", "lmf"])
 def test_margin_losses_train_the_volume_head_through_a_cosine_classifier_with_deferred_reweighting(
         name, brats_prepared, tmp_path):
-    from svgan.losses.classification import CosineClassifier, DeferredReweighting
+    from svgan.losses.classification import CosineClassifier
+    from svgan.training.fit import schedules
+    from svgan.training.reweighting import DeferredReweighting
     from svgan.losses.focal import focal_loss
 
     manifest = load_manifest(brats_prepared)
@@ -102,7 +104,7 @@ def test_margin_losses_train_the_volume_head_through_a_cosine_classifier_with_de
         expected += np.mean(focal_loss(batch["disease"], cosines.astype(np.float32), None, 1.5, from_logits=True))
     assert float(trainer.gan.generator_losses(batch, training=False)["classification"]) == pytest.approx(expected, rel=1e-4)
     # Deferred re-weighting: plain weights for epoch 1, effective-number weights (beta 0.9999) from epoch 2.
-    drw = [s for s in trainer.schedules if isinstance(s, DeferredReweighting)]
+    drw = [s for s in schedules(cfg, trainer) if isinstance(s, DeferredReweighting)]
     assert len(drw) == 1
     drw[0].on_epoch_begin(0)
     assert np.allclose(trainer.classification_loss.class_weights.numpy(), 1.0)

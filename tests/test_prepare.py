@@ -10,7 +10,7 @@ import pytest
 from svgan.cli import main
 from svgan.data.manifest import load_manifest, summary_table
 from svgan.data.prepare import load_prepared, prepare_dataset
-from svgan.data.readers import discover_patients, load_patient
+from svgan.data.datasets import discover_patients, load_patient
 from svgan.errors import ConfigError
 
 from conftest import tiny_config, write_nifti

@@ -8,7 +8,8 @@ import pytest
 from svgan.config import PrepareConfig
 from svgan.data.preprocess import (learn_nyul_landmarks, n4_correct, nyul_map, preprocess_patient,
                                    restore_labels, restore_probabilities, zscore)
-from svgan.data.readers import PatientVolume, discover_patients, load_patient
+from svgan.data.readers import PatientVolume
+from svgan.data.datasets import discover_patients, load_patient
 from svgan.data.io import Geometry
 
 from conftest import SHARED_DATA, requires_shared_data
@@ -156,7 +157,6 @@ def test_restored_probabilities_of_a_one_hot_map_invert_a_pure_crop_exactly():
 def test_restoring_probabilities_loses_less_than_restoring_labels_on_a_real_acdc_patient():
     # The ground truth taken to the 2 mm training grid and back to its native 1.56 mm grid: interpolated
     # probabilities draw the boundary between the coarse samples, nearest labels on their staircase.
-    from svgan.data.readers import discover_patients, load_patient
     from svgan.evaluation.metrics import dice
 
     record = discover_patients(os.path.join(SHARED_DATA, "acdc-training"), "acdc")[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from svgan.data.conventions import DISEASE_CLASSES, LABEL_CONVENTIONS
-from svgan.data.readers import discover_patients, load_patient
+from svgan.data.datasets import discover_patients, load_patient
 from svgan.errors import DataError
 
 from conftest import SHARED_DATA, requires_shared_data, write_nifti

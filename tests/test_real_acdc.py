@@ -57,7 +57,9 @@ def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_ru
     assert ref["training_patients"] == len(TRAIN_PATIENTS) and ref["patients"] == 1
     assert ref["predictions"][HELD_OUT] in ("NOR", "MINF", "DCM", "HCM", "ARV")
     assert os.path.isfile(tmp_path / "eval" / "confusion_matrix_clinical_reference.csv")
-    assert os.path.isfile(os.path.join(run, "clinical_features_train.json"))
+    # The run's predictions of its training patients, which that forest was fitted on, are kept for next time.
+    kept = os.listdir(os.path.join(run, "predictions_train"))
+    assert {f"{pid}_pred.json" for pid in TRAIN_PATIENTS} <= set(kept) and "settings.json" in kept
 
 
 @requires_shared_data

@@ -7,7 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from svgan.data.readers import discover_patients, load_patient, read_info_cfg
+from svgan.data.readers import read_info_cfg
+from svgan.data.datasets import discover_patients, load_patient
 from svgan.data.synthetic.acdc import group_counts, make_acdc_patient, SPACING
 from svgan.data.synthetic.brats import make_brats_patient
 

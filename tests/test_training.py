@@ -286,7 +286,7 @@ print("multi-worker", isinstance(trainer.runtime.strategy, tf.distribute.MultiWo
 
 
 def test_time_budget_stops_before_an_epoch_that_would_overrun_it():
-    from svgan.training.fit import out_of_time
+    from svgan.training.callbacks import out_of_time
 
     assert not out_of_time(20 * 60, 5 * 60, max_minutes=30)  # 20 + 5 <= 30: one more epoch
     assert out_of_time(26 * 60, 5 * 60, max_minutes=30)  # 26 + 5 > 30: stop now

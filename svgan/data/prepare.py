@@ -26,12 +26,12 @@ import numpy as np
 
 from ..config import Config
 from ..errors import ConfigError, DataError
-from ..evaluation.clinical import clinical_features, height_weight
 from .conventions import DISEASE_CLASSES, LABEL_CONVENTIONS
 from .io import atomic_path
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, load_manifest, save_manifest, totals
 from .preprocess import apply_nyul, learn_nyul_landmarks, preprocess_patient
-from .readers import PatientRecord, discover_patients, load_patient
+from .readers import PatientRecord
+from .datasets import discover_patients, get_dataset, load_patient
 from .split import extend_split
 
 
@@ -109,10 +109,11 @@ def _prepare_one(record: PatientRecord, cfg: Config, out_path: str, nyul_standar
         "percentiles": prepared.percentiles.round(5).tolist(),
         "notes": prepared.notes,
     }
-    if volume.phases == ("ED", "ES"):
+    dataset = get_dataset(record.dataset)
+    if dataset.cardiac:
         # The ground truth's clinical features on the native grid: what a diagnosis classifier fitted
         # on the training patients' truth reads (svgan.evaluation.clinical), kept with the run.
-        entry["clinical_features"] = clinical_features(volume.label, volume.geometry[0].spacing, *height_weight(record.info))
+        entry["clinical_features"] = dataset.clinical_features(volume, record.info)
     return entry
 
 
@@ -194,7 +195,7 @@ def prepare_dataset(cfg: Config, raw_dir: str, out_dir: str, workers: int = 1, o
             shutil.rmtree(staging, ignore_errors=True)
 
     dataset = cfg.data.dataset
-    fmt = next((p["format"] for p in patients.values()), "acdc" if dataset == "acdc" else "brats")
+    fmt = next((p["format"] for p in patients.values()), get_dataset(dataset).default_format)
     num_classes = LABEL_CONVENTIONS[fmt].num_classes
     data = {
         "format_version": FORMAT_VERSION,

@@ -1,9 +1,9 @@
-"""Readers for the real BraTS and ACDC folder layouts.
+"""Readers for the real BraTS and ACDC folder layouts (``svgan.data.datasets`` picks one by dataset).
 
-Discovery (``discover_patients``) only looks at names and small text files, so
-that a whole cohort can be listed and split before any volume is read.
-``load_patient`` reads one patient's volumes, checks them against each other,
-and converts labels to training classes (``conventions``).
+Discovery (``discover_brats``, ``discover_acdc``) only looks at names and small text files,
+so that a whole cohort can be listed and split before any volume is read. ``load_brats`` and
+``load_acdc`` read one patient's volumes, check them against each other, and convert labels
+to training classes (``conventions``).
 
 Layouts understood:
 - BraTS 2017-2020: ``[HGG|LGG/]<ID>/<ID>_{flair,t1,t1ce,t2,seg}.nii.gz``
@@ -238,22 +238,9 @@ def _first_existing(*paths: str) -> str:
     return paths[0]  # reported as missing by load_volume, with the expected name
 
 
-def discover_patients(raw_dir: str, dataset: str, fmt: str = "auto") -> list[PatientRecord]:
-    if dataset == "acdc":
-        return discover_acdc(raw_dir)
-    return discover_brats(raw_dir, fmt)
-
-
 # ---------------------------------------------------------------- loading
 
-def load_patient(record: PatientRecord, modalities: tuple[str, ...], require_labels: bool = True) -> PatientVolume:
-    """Read and check one patient. Raises DataError naming the patient file at fault."""
-    if record.dataset == "acdc":
-        return _load_acdc(record, require_labels)
-    return _load_brats(record, modalities, require_labels)
-
-
-def _load_brats(record: PatientRecord, modalities: tuple[str, ...], require_labels: bool) -> PatientVolume:
+def load_brats(record: PatientRecord, modalities: tuple[str, ...], require_labels: bool) -> PatientVolume:
     if not record.files:
         raise DataError("patient folder holds no image files", record.folder)
     for m in modalities:
@@ -287,7 +274,7 @@ def _load_brats(record: PatientRecord, modalities: tuple[str, ...], require_labe
                          tuple(modalities), foreground)
 
 
-def _load_acdc(record: PatientRecord, require_labels: bool) -> PatientVolume:
+def load_acdc(record: PatientRecord, require_labels: bool) -> PatientVolume:
     info = read_info_cfg(record.files["info"])
     disease = disease_index("acdc", info.get("Group"), record.files["info"])
     images, labels, geoms = [], [], []

@@ -1,6 +1,9 @@
 """``svgan evaluate``: challenge-grade scores of a run on held-out patients, on their native grid.
 
-For every patient: Dice, IoU, sensitivity, specificity, precision, Hausdorff,
+Evaluation is prediction, then scoring a folder: the run predicts the patients into
+``OUT/predictions`` exactly as ``svgan predict`` writes them (``prediction.py``), and
+``score_folder`` scores that folder, or any tool's folder of predictions, against the
+ground truth. For every patient: Dice, IoU, sensitivity, specificity, precision, Hausdorff,
 HD95 and average surface distance per region (BraTS WT / TC / ET; ACDC LV / RV /
 MYO at ED and at ES), with the spacing from the header zooms; for ACDC also the
 clinical indices (LV and RV volumes and ejection fractions, myocardial mass at
@@ -13,8 +16,11 @@ outputs in ``OUT`` (default ``RUN/evaluation``):
                               thickness, indexed by body surface area), prediction and truth
     confusion_matrix_clinical_reference.csv
                               ACDC only: the diagnosis of a random forest on the clinical features
-                              of the predicted segmentation, fitted on the run's training patients
-                              (the challenge entrants' method; ``clinical.py``), beside the model's own
+                              of the predicted segmentation, fitted on the run's predictions of its
+                              training patients (``RUN/predictions_train``), beside the model's own head
+                              and the forest fitted on the training patients' ground truth
+                              (``postprocess.diagnosis``; the challenge entrants' method; ``clinical.py``)
+    predictions/              the run's predictions that were scored
     summary.json              everything summarised, skipped patients with their reasons
     table.md                  a table shaped like Rezaei et al.'s Table 1 (mean, std, median)
     confusion_matrix.csv
@@ -31,19 +37,20 @@ import os
 
 import numpy as np
 
-from .._tf import import_tf
-from ..data.conventions import LABEL_CONVENTIONS, REGIONS
+from ..data.conventions import LABEL_CONVENTIONS
+from ..data.datasets import discover_patients, get_dataset, load_patient
 from ..data.io import atomic_path, check_same_grid, load_volume, write_csv
-from ..data.readers import discover_patients, load_patient
-from ..errors import DataError, SvganError
+from ..errors import DataError
+from ..runs import GENERATOR_NAME, load_run
 from . import metrics
-from .clinical import ClinicalClassifier, clinical_features, height_weight, truth_fitted_classifier
-from .diagnosis import diagnosis_metrics, prior_adjusted, roc_curve, training_class_prior
-from .native import predict_volume, prediction_names
+from .clinical import ClinicalClassifier, truth_fitted_classifier
+from .diagnosis import diagnosis_metrics, roc_curve
+from .native import prediction_names
+from .prediction import RunPredictor, predict_records
 
 METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "hausdorff", "hd95", "asd")
 AGREEMENT_INDICES = ("LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass", "MYO_max_thickness")
-CLINICAL_CACHE = "clinical_features_train.json"
+TRAINING_PREDICTIONS = "predictions_train"  # the run's predictions of its training patients (clinical reference)
 
 
 def region_scores(pred: np.ndarray, truth: np.ndarray, classes, spacing, hd_method: str) -> dict:
@@ -77,7 +84,7 @@ def _stats(values) -> dict:
 
 def table_markdown(dataset: str, summary: dict) -> str:
     """Rezaei et al., Table 1: Dice, Hausdorff (HD95) and sensitivity per region, plus classification accuracy."""
-    regions = list(REGIONS[dataset])
+    regions = list(get_dataset(dataset).regions)
     head = "| statistic | Cls Acc | " + " | ".join(f"Dice {r}" for r in regions) + " | " + \
         " | ".join(f"HD95 {r}" for r in regions) + " | " + " | ".join(f"Sen {r}" for r in regions) + " |"
     lines = [head, "|---" * (2 + 3 * len(regions)) + "|"]
@@ -107,7 +114,7 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
 
     fig_dir = os.path.join(out_dir, "figures")
     os.makedirs(fig_dir, exist_ok=True)
-    regions = list(REGIONS[dataset])
+    regions = list(get_dataset(dataset).regions)
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.boxplot([[r["dice"] for r in rows if r["region"] == name] for name in regions])
     ax.set_xticks(range(1, len(regions) + 1), regions)
@@ -152,90 +159,47 @@ def split_records(manifest, split: str) -> list:
 def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
                  out_dir: str | None = None, hd_method: str = "pooled", progress=None,
                  overrides: list[str] | None = None, windows: str = "central") -> dict:
-    """Score a run (or a folder of predictions) against ground truth; see the module docstring.
+    """Score a run against ground truth: its predictions of the patients (written to
+    ``OUT/predictions`` first, as ``svgan predict`` writes them), or any tool's in ``predictions_dir``.
+    See the module docstring.
 
     ``overrides``: ``section.field=value`` changes to the run's config for this evaluation
     (``postprocess.largest_component=true``, say). ``windows``: how slices are inferred
     (``inference.WINDOW_MODES``)."""
-    from ..training.fit import GENERATOR_NAME, load_run
-
     cfg, manifest = load_run(run_dir, overrides=overrides)
-    dataset = manifest.dataset
-    records = discover_patients(data_dir, dataset, cfg.data.format) if data_dir else split_records(manifest, split)
-    predict_fn = None
-    if predictions_dir is None:
-        import_tf()
-        import keras
-
-        from .. import models  # noqa: F401  (registers the layers)
-        from .inference import make_predict_fn
-
-        path = os.path.join(run_dir, GENERATOR_NAME)
-        if not os.path.isfile(path):
-            raise SvganError("no generator.keras in the run folder (has it finished an epoch?)", run_dir)
-        predict_fn = make_predict_fn(keras.models.load_model(path))
-
-    rows, challenge_rows, clinical, skipped, overlays = [], [], [], {}, []
-    truths, probabilities, diagnosis_rows = [], [], []
-    prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
-    for i, record in enumerate(records):
-        try:
-            volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=True)
-            if predictions_dir:
-                pred = _load_external_prediction(predictions_dir, volume, record.info, record.format)
-                disease_probs = _external_disease(predictions_dir, volume.patient_id, len(manifest.disease_classes))
-            else:
-                pred, disease_probs = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"), mode=windows)
-                disease_probs = prior_adjusted(disease_probs, prior, cfg.postprocess.disease_prior_correction)
-        except DataError as e:
-            skipped[record.patient_id] = str(e)
-            if progress:
-                progress(i + 1)
-            continue
-        spacing = volume.geometry[0].spacing
-        for p, phase in enumerate(volume.phases):
-            dice_of = {}
-            for region, classes in REGIONS[dataset].items():
-                scores = region_scores(pred[p], volume.label[p], classes, spacing, hd_method)
-                rows.append({"patient": volume.patient_id, "phase": phase, "region": region, **scores})
-                dice_of[region] = scores["dice"]
-            if dataset == "acdc":
-                ml = float(np.prod(spacing)) / 1000.0
-                row = {"Name": prediction_names(volume, record.info)[p].replace("_pred", "")}
-                for region, (k,) in REGIONS["acdc"].items():
-                    pv, tv = np.count_nonzero(pred[p] == k) * ml, np.count_nonzero(volume.label[p] == k) * ml
-                    row.update({f"Dice {region}": dice_of[region], f"Volume {region}": pv, f"Err {region}(ml)": pv - tv})
-                challenge_rows.append(row)
-        if dataset == "acdc":
-            height, weight = height_weight(record.info)
-            clinical.append({"patient": volume.patient_id, "disease": volume.disease,
-                             **{f"pred_{k}": v for k, v in clinical_features(pred, spacing, height, weight).items()},
-                             **{f"true_{k}": v for k, v in clinical_features(volume.label, spacing, height, weight).items()}})
-        if disease_probs is not None:
-            classes = manifest.disease_classes
-            diagnosis_rows.append({"patient": volume.patient_id,
-                                   "true": "" if volume.disease is None else classes[volume.disease],
-                                   "predicted": classes[int(np.argmax(disease_probs))],
-                                   **{f"p_{c}": float(v) for c, v in zip(classes, disease_probs)}})
-        if volume.disease is not None and disease_probs is not None:
-            truths.append(volume.disease)
-            probabilities.append(np.asarray(disease_probs, float).tolist())
-        if len(overlays) < 3:
-            overlays.append((volume.patient_id, volume.image[0, ..., 0], volume.label[0], pred[0]))
-        if progress:
-            progress(i + 1)
-
+    dataset = get_dataset(manifest.dataset)
+    records = discover_patients(data_dir, dataset.name, cfg.data.format) if data_dir else split_records(manifest, split)
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
+    predictor, skipped = None, {}
     summary = {"split": None if data_dir else split, "data": data_dir, "predictions": predictions_dir,
-               "hausdorff_method": hd_method, "patients": len({r["patient"] for r in rows}), "skipped": skipped,
-               "regions": {region: {m: _stats([r[m] for r in rows if r["region"] == region]) for m in METRICS}
-                           for region in REGIONS[dataset]}}
+               "hausdorff_method": hd_method}
+    if predictions_dir is None:
+        predictor = RunPredictor(run_dir, overrides, windows)
+        predictions_dir = os.path.join(out_dir, "predictions")
+        skipped = predict_records(predictor, records, predictions_dir, progress)
+        progress = None  # the bar followed the predictions
+    scored = score_folder(predictions_dir, [r for r in records if r.patient_id not in skipped], cfg, hd_method, progress)
+    skipped.update(scored["skipped"])
+    rows, clinical = scored["rows"], scored["clinical"]
+    summary.update({"patients": len({r["patient"] for r in rows}), "skipped": skipped,
+                    "regions": {region: {m: _stats([r[m] for r in rows if r["region"] == region]) for m in METRICS}
+                                for region in dataset.regions}})
     if data_dir:
         seen = sorted(r.patient_id for r in records if _trained_on(manifest, r))
         summary["seen_in_training"] = seen  # listed, not hidden: their scores are not held-out scores
+
+    classes = manifest.disease_classes
+    head = [d for d in scored["diagnosis"] if d["head"] is not None]
+    truths, probabilities = [d["disease"] for d in head if d["disease"] is not None], \
+        [d["head"] for d in head if d["disease"] is not None]
+    diagnosis_rows = [{"patient": d["patient"], "true": "" if d["disease"] is None else classes[d["disease"]],
+                       "predicted": classes[int(np.argmax(d["head"]))],
+                       **{f"p_{c}": float(v) for c, v in zip(classes, d["head"])}} for d in head]
+    if truths:
+        summary["diagnosis_head"] = diagnosis_metrics(truths, probabilities, classes)
     truth_fit = None
-    if dataset == "acdc":
+    if dataset.cardiac:
         summary["clinical_indices"] = {k: agreement([c[f"pred_{k}"] for c in clinical], [c[f"true_{k}"] for c in clinical])
                                        for k in AGREEMENT_INDICES}
         truth_fit = _clinical_truth_fit(manifest, clinical)
@@ -243,37 +207,35 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
             summary["diagnosis_clinical_truth_fit"] = truth_fit["metrics"]
             for row in diagnosis_rows:
                 row["predicted_clinical_features"] = truth_fit["predictions"].get(row["patient"], "")
-        reference = _clinical_reference(run_dir, cfg, manifest, predict_fn, clinical)
+        reference = _clinical_reference(run_dir, cfg, manifest, predictor, clinical)
         if isinstance(reference, str):
             summary["diagnosis_clinical_reference"] = {"not_computed": reference}
         elif reference is not None:
             summary["diagnosis_clinical_reference"] = reference
-            _write_confusion(os.path.join(out_dir, "confusion_matrix_clinical_reference.csv"), manifest.disease_classes,
+            _write_confusion(os.path.join(out_dir, "confusion_matrix_clinical_reference.csv"), classes,
                              reference["confusion_matrix"])
-    if truths:
-        summary["diagnosis_head"] = diagnosis_metrics(truths, probabilities, manifest.disease_classes)
     if cfg.postprocess.diagnosis == "clinical_features" and truth_fit is not None:
         # The configured diagnosis is the headline (and the ROC curves); the head's own stays in diagnosis_head.
         truths, probabilities = truth_fit["truths"], truth_fit["probabilities"]
     roc = {}
     if truths:
-        d = diagnosis_metrics(truths, probabilities, manifest.disease_classes)
+        d = diagnosis_metrics(truths, probabilities, classes)
         d["source"] = cfg.postprocess.diagnosis
         summary["diagnosis"] = d
         t, pr = np.asarray(truths), np.asarray(probabilities)
-        for k, name in enumerate(manifest.disease_classes):
+        for k, name in enumerate(classes):
             if np.any(t == k) and np.any(t != k):
                 fpr, tpr = roc_curve(pr[t == k, k], pr[t != k, k])
                 roc[name] = (fpr, tpr, d[f"auc_{name}"])
-        _write_confusion(os.path.join(out_dir, "confusion_matrix.csv"), manifest.disease_classes, d["confusion_matrix"])
+        _write_confusion(os.path.join(out_dir, "confusion_matrix.csv"), classes, d["confusion_matrix"])
     write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
     if diagnosis_rows:
         write_csv(os.path.join(out_dir, "diagnosis_per_patient.csv"), diagnosis_rows)
-    if dataset == "acdc":
-        write_csv(os.path.join(out_dir, "acdc_challenge.csv"), challenge_rows,
-                   ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
+    if dataset.cardiac:
+        write_csv(os.path.join(out_dir, "acdc_challenge.csv"), scored["challenge_rows"],
+                  ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
         write_csv(os.path.join(out_dir, "clinical_indices.csv"), clinical)
-    table = table_markdown(dataset, summary) if rows else "(no patient could be scored)"
+    table = table_markdown(dataset.name, summary) if rows else "(no patient could be scored)"
     if rows and "accuracy" in summary.get("diagnosis_clinical_reference", {}):
         model_acc = summary.get("diagnosis_head", {}).get("accuracy", float("nan"))
         ref = summary["diagnosis_clinical_reference"]
@@ -287,10 +249,52 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
     with atomic_path(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=1)
     if rows:
-        _figures(out_dir, dataset, rows, overlays, roc)
+        _figures(out_dir, dataset.name, rows, scored["overlays"], roc)
     summary["table"] = table
     summary["out_dir"] = out_dir
     return summary
+
+
+def score_folder(predictions_dir: str, records, cfg, hd_method: str = "pooled", progress=None) -> dict:
+    """Every record's prediction in ``predictions_dir`` (``*_pred.nii.gz`` on the input's grid, any tool's,
+    and ``*_pred.json`` where there is one) against its ground truth: region scores per phase, the challenge's
+    columns and clinical features for a cardiac dataset, the diagnosis probabilities of the JSON file."""
+    out = {"rows": [], "challenge_rows": [], "clinical": [], "diagnosis": [], "overlays": [], "skipped": {}}
+    for i, record in enumerate(records):
+        dataset = get_dataset(record.dataset)
+        try:
+            volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=True)
+            pred = _load_external_prediction(predictions_dir, volume, record.info, record.format)
+        except DataError as e:
+            out["skipped"][record.patient_id] = str(e)
+            if progress:
+                progress(i + 1)
+            continue
+        spacing = volume.geometry[0].spacing
+        for p, phase in enumerate(volume.phases):
+            dice_of = {}
+            for region, classes in dataset.regions.items():
+                scores = region_scores(pred[p], volume.label[p], classes, spacing, hd_method)
+                out["rows"].append({"patient": volume.patient_id, "phase": phase, "region": region, **scores})
+                dice_of[region] = scores["dice"]
+            if dataset.cardiac:
+                ml = float(np.prod(spacing)) / 1000.0
+                row = {"Name": prediction_names(volume, record.info)[p].replace("_pred", "")}
+                for region, (k,) in dataset.regions.items():
+                    pv, tv = np.count_nonzero(pred[p] == k) * ml, np.count_nonzero(volume.label[p] == k) * ml
+                    row.update({f"Dice {region}": dice_of[region], f"Volume {region}": pv, f"Err {region}(ml)": pv - tv})
+                out["challenge_rows"].append(row)
+        if dataset.cardiac:
+            out["clinical"].append({"patient": volume.patient_id, "disease": volume.disease,
+                                    **{f"pred_{k}": v for k, v in dataset.clinical_features(volume, record.info, pred).items()},
+                                    **{f"true_{k}": v for k, v in dataset.clinical_features(volume, record.info).items()}})
+        out["diagnosis"].append({"patient": volume.patient_id, "disease": volume.disease,
+                                 "head": _head_probabilities(predictions_dir, volume.patient_id, dataset.disease_classes)})
+        if len(out["overlays"]) < 3:
+            out["overlays"].append((volume.patient_id, volume.image[0, ..., 0], volume.label[0], pred[0]))
+        if progress:
+            progress(i + 1)
+    return out
 
 
 def _write_confusion(path: str, classes, matrix) -> None:
@@ -308,48 +312,46 @@ def _trained_on(manifest, record) -> bool:
             and os.path.realpath(entry.get("source", "")) == os.path.realpath(record.folder))
 
 
-def _training_clinical_features(run_dir: str, cfg, manifest, predict_fn) -> list[dict]:
-    """Features of the run's own segmentation of every training patient, cached in the run folder.
-
-    The cache is keyed by the generator file's size and time stamp, so that a run that
-    trained on is measured again.
-    """
-    from ..training.fit import GENERATOR_NAME
-
+def _training_prediction_features(run_dir: str, manifest, predictor) -> list[dict]:
+    """Clinical features of the run's own predictions of every training patient of known group,
+    predicted once into ``RUN/predictions_train`` and kept while the generator and the prediction
+    settings stay the same (a run that trained on is predicted again)."""
     gen = os.stat(os.path.join(run_dir, GENERATOR_NAME))
-    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns,
-           "largest_component": cfg.postprocess.largest_component}
-    path = os.path.join(run_dir, CLINICAL_CACHE)
-    if os.path.isfile(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached.get("key") == key:
-            return cached["rows"]
+    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns, "windows": predictor.windows,
+           "largest_component": predictor.cfg.postprocess.largest_component}
+    folder = os.path.join(run_dir, TRAINING_PREDICTIONS)
+    stamp = os.path.join(folder, "settings.json")
+    records = [r for r in split_records(manifest, "train") if manifest.patients[r.patient_id].get("disease") is not None]
+    fresh = False
+    if os.path.isfile(stamp):
+        with open(stamp) as f:
+            fresh = json.load(f) == key
+    if not fresh:
+        failed = predict_records(predictor, records, folder)
+        if failed:
+            raise DataError(f"{len(failed)} training patient(s) could not be predicted, e.g. {next(iter(failed.values()))}")
+        with atomic_path(stamp) as tmp, open(tmp, "w") as f:
+            json.dump(key, f)
+    dataset = get_dataset(manifest.dataset)
     rows = []
-    for pid in manifest.split_ids("train"):
-        entry = manifest.patients[pid]
-        if entry.get("disease") is None:
-            continue
-        record = discover_patients(entry["source"], "acdc", entry["format"])[0]
-        volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
-        pred, _ = predict_volume(predict_fn, volume, cfg, manifest.data.get("nyul_standard"))
-        height, weight = height_weight(record.info)
-        rows.append({"patient": pid, "disease": entry["disease"],
-                     **clinical_features(pred, volume.geometry[0].spacing, height, weight)})
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump({"key": key, "rows": rows}, f, indent=1)
+    for record in records:
+        volume = load_patient(record, dataset.modalities, require_labels=False)
+        pred = _load_external_prediction(folder, volume, record.info, record.format)
+        rows.append({"patient": record.patient_id, "disease": manifest.patients[record.patient_id]["disease"],
+                     **dataset.clinical_features(volume, record.info, pred)})
     return rows
 
 
-def _clinical_reference(run_dir: str, cfg, manifest, predict_fn, clinical: list[dict]):
-    """Diagnosis metrics of the clinical-feature classifier on the scored patients; a reason string where it cannot run."""
+def _clinical_reference(run_dir: str, cfg, manifest, predictor, clinical: list[dict]):
+    """Diagnosis metrics of the clinical-feature forest fitted on the run's predictions of its training
+    patients, on the scored patients; a reason string where it cannot run."""
     scored = [c for c in clinical if c["disease"] is not None]
     if not scored:
         return None
-    if predict_fn is None and not os.path.isfile(os.path.join(run_dir, CLINICAL_CACHE)):
-        return "needs the run's generator to segment its training patients (evaluate without --predictions once)"
+    if predictor is None:
+        return "needs the run's generator to segment its training patients (evaluate without --predictions)"
     try:
-        train_rows = _training_clinical_features(run_dir, cfg, manifest, predict_fn)
+        train_rows = _training_prediction_features(run_dir, manifest, predictor)
     except (DataError, OSError) as e:
         return f"training patients could not be read: {e}"
     if not train_rows:
@@ -380,10 +382,16 @@ def _clinical_truth_fit(manifest, clinical: list[dict]):
             "predictions": {c["patient"]: classes[int(np.argmax(p))] for c, p in zip(scored, probs)}}
 
 
-def _external_disease(folder: str, pid: str, num_classes: int):
+def _head_probabilities(folder: str, pid: str, classes) -> list | None:
+    """The disease probabilities of ``<ID>_pred.json``: the model head's (``svgan predict``'s
+    ``head_probabilities``) or another tool's ``probabilities``; None without the file."""
     path = os.path.join(folder, f"{pid}_pred.json")
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        probs = json.load(f).get("probabilities")
-    return None if probs is None else list(probs.values())[:num_classes]
+        written = json.load(f)
+    probs = written.get("head_probabilities", written.get("probabilities"))
+    if probs is None:
+        return None
+    values = [probs[c] for c in classes] if isinstance(probs, dict) else list(probs)[:len(classes)]
+    return np.asarray(values, float).tolist()

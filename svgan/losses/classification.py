@@ -11,7 +11,7 @@
   outside [-1, 1].
 - Deferred re-weighting (LDAM paper, Section 3.2): plain weights until a switch epoch, then
   the effective-number weights of Cui et al. (CVPR 2019), w_j = (1 - beta) / (1 - beta^{n_j}),
-  beta = 0.9999, normalised to sum to the number of classes (``DeferredReweighting``).
+  beta = 0.9999, normalised to sum to the number of classes (``svgan.training.reweighting``).
 - LMF (Sadi et al., Sadi et al., Eq. 5): L = alpha * LDAM + beta * focal, alpha = beta = 1, focal
   gamma = 1.5.
 - Focal loss: ``svgan.losses.focal`` (the same core serves pixels and patients).
@@ -167,28 +167,3 @@ class CosineClassifier(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
-
-
-class DeferredReweighting:
-    """Epoch schedule (LDAM-DRW): weights 1 before ``start_epoch``, effective-number weights from it on.
-
-    ``start_epoch`` counts from 1, as the trainer prints epochs; ``on_epoch_begin(epoch)`` takes
-    the trainer's 0-based epoch index, sets the loss's class weights and returns a history
-    column. Being a function of the epoch alone, it needs nothing in a checkpoint, and a resumed
-    run gets the same weights. Cao et al. switch at epoch 160 of 200 on CIFAR.
-    """
-
-    def __init__(self, loss: _ReweightedLoss, start_epoch: int, beta: float = DRW_BETA):
-        if start_epoch < 1:
-            raise ValueError(f"deferred re-weighting start epoch must be >= 1, got {start_epoch}")
-        self.loss, self.start_epoch, self.beta = loss, int(start_epoch), float(beta)
-        self.weights = effective_number_weights(loss.class_counts, beta)
-
-    def weights_for(self, epoch_number: int) -> np.ndarray:
-        """The class weights of epoch ``epoch_number`` (1-based)."""
-        return self.weights if epoch_number >= self.start_epoch else np.ones_like(self.weights)
-
-    def on_epoch_begin(self, epoch: int) -> dict:
-        reweighted = epoch + 1 >= self.start_epoch
-        self.loss.set_class_weights(self.weights_for(epoch + 1))
-        return {"drw_reweighted": float(reweighted)}

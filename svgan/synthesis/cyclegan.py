@@ -26,7 +26,9 @@ import numpy as np
 
 from .._tf import import_tf
 from ..config import CycleGANConfig
-from ..data.io import atomic_path, write_csv
+from ..data.io import atomic_path
+from ..training.callbacks import HistoryFile, ProgressBar
+from ..training.loop import Callback, TrainingError, run_epochs
 
 import_tf()
 
@@ -185,6 +187,24 @@ def save_sample_grid(model: CycleGAN, xa: np.ndarray, xb: np.ndarray, path: str,
     plt.close(fig)
 
 
+class _SaveCycleGAN(Callback):
+    """After every epoch: the epoch counter, both generators as ``.keras`` files, the checkpoint,
+    and the grid of translations of the first images (``samples.png``)."""
+
+    def __init__(self, model: CycleGAN, epoch, manager, run_dir: str, a, b, grid: int):
+        self.model, self.epoch, self.manager, self.run_dir = model, epoch, manager, run_dir
+        self.a, self.b, self.grid = a[:grid], b[:grid], grid
+
+    def on_epoch_end(self, epoch, logs):
+        self.epoch.assign(epoch + 1)
+        for key, G in (("ab", self.model.G_ab), ("ba", self.model.G_ba)):
+            with atomic_path(os.path.join(self.run_dir, GENERATOR_FILES[key])) as tmp:
+                G.save(tmp)
+        self.manager.save()
+        save_sample_grid(self.model, self.a, self.b, os.path.join(self.run_dir, "samples.png"), f"epoch {epoch + 1}")
+        return None
+
+
 def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: str, image_size, seed: int = 0,
                    verbose: bool = True) -> dict:
     """Train (or resume) on images of class a [Na, H, W, C] and class b [Nb, H, W, C] in [-1, 1].
@@ -192,6 +212,7 @@ def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: s
     The run folder gets ``checkpoints/`` (G, D, optimizers, epoch; resumed from automatically),
     ``generator_ab.keras`` / ``generator_ba.keras`` after every epoch, ``samples.png`` (the grid of
     the last epoch), ``history.csv`` (mean losses and seconds per step) and ``summary.json``.
+    A non-finite loss stops training with a ``TrainingError``; the last checkpoint stays intact.
     """
     tf = import_tf()
     os.makedirs(run_dir, exist_ok=True)
@@ -203,41 +224,33 @@ def train_cyclegan(cfg: CycleGANConfig, a: np.ndarray, b: np.ndarray, run_dir: s
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    history_path = os.path.join(run_dir, "history.csv")
-    rows = []
-    if int(epoch.numpy()) and os.path.isfile(history_path):
-        import csv
-
-        with open(history_path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= int(epoch.numpy())]
-    grid = max(1, min(cfg.samples_per_grid, len(a), len(b)))
+    start = int(epoch.numpy())
     xa_all, xb_all = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    for e in range(int(epoch.numpy()), cfg.epochs):
+    def train_epoch(e, on_step):
         ia, ib = epoch_pairs(len(a), len(b), e, seed, cfg.steps_per_epoch)
         steps = len(ia) // cfg.batch_size
-        bar = keras.utils.Progbar(steps, stateful_metrics=list(LOSS_NAMES), verbose=1 if verbose else 0)
-        if verbose:
-            print(f"CycleGAN epoch {e + 1}/{cfg.epochs}", flush=True)
-        sums, start = {k: 0.0 for k in LOSS_NAMES}, time.time()
+        sums, started = {k: 0.0 for k in LOSS_NAMES}, time.time()
         for s in range(steps):
             batch = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
             losses = {k: float(v) for k, v in model.step(tf.constant(xa_all[ia[batch]]), tf.constant(xb_all[ib[batch]])).items()}
-            if not all(np.isfinite(v) for v in losses.values()):
-                raise FloatingPointError(f"non-finite CycleGAN loss at epoch {e + 1}, step {s + 1}: {losses}; "
-                                         f"the last checkpoint is intact ({manager.latest_checkpoint})")
+            bad = {k: v for k, v in losses.items() if not np.isfinite(v)}
+            if bad:
+                raise TrainingError(f"non-finite CycleGAN loss at epoch {e + 1}, step {s + 1}: "
+                                    + ", ".join(f"{k}={v}" for k, v in bad.items())
+                                    + f"; the last checkpoint is intact ({manager.latest_checkpoint})", run_dir)
             for k in sums:
                 sums[k] += losses[k]
-            bar.update(s + 1, list(losses.items()))
-        seconds = time.time() - start
-        epoch.assign(e + 1)
-        for key, G in (("ab", model.G_ab), ("ba", model.G_ba)):
-            with atomic_path(os.path.join(run_dir, GENERATOR_FILES[key])) as tmp:
-                G.save(tmp)
-        manager.save()
-        save_sample_grid(model, a[:grid], b[:grid], os.path.join(run_dir, "samples.png"), f"epoch {e + 1}")
-        rows.append({"epoch": e + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps,
-                     "s_per_step": seconds / max(steps, 1)})
-        write_csv(history_path, rows)
+            on_step(s + 1, losses)
+        return {**{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps,
+                "s_per_step": (time.time() - started) / max(steps, 1)}
+
+    history = HistoryFile(run_dir, start)
+    grid = max(1, min(cfg.samples_per_grid, len(a), len(b)))
+    callbacks = [_SaveCycleGAN(model, epoch, manager, run_dir, a, b, grid), history,
+                 ProgressBar(lambda e: len(epoch_pairs(len(a), len(b), e, seed, cfg.steps_per_epoch)[0]) // cfg.batch_size,
+                             cfg.epochs, LOSS_NAMES, title="CycleGAN epoch", verbose=verbose)]
+    run_epochs(callbacks, train_epoch, start, cfg.epochs)
+    rows = history.rows
     summary = {"epochs": int(epoch.numpy()), "run_dir": run_dir,
                "s_per_step": float(np.mean([float(r["s_per_step"]) for r in rows])) if rows else None}
     with atomic_path(os.path.join(run_dir, "summary.json")) as tmp, open(tmp, "w") as f:

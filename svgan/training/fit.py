@@ -1,15 +1,11 @@
-"""The training loop: epochs of GAN steps, validation, checkpoints and logs in a run folder.
+"""Training the multi-task GAN of Rezaei et al.: the ``Trainer`` and the ``train`` loop.
 
-A run folder holds everything needed to resume, evaluate and predict:
-
-    config.yaml          the resolved configuration
-    manifest.json        a copy of the prepared data's manifest (splits, class counts, geometry)
-    checkpoints/         tf.train.CheckpointManager: G, D, both optimizers, epoch, step, early-stopping state
-    generator.keras      the best generator on the validation Dice (loads with keras.models.load_model)
-    history.csv          one row per epoch: mean losses, validation scores, seconds
-    curves.png           the training curves
-    attention.png        with model.attention_gates: each gate's coefficients on a validation slice
-    logs/                TensorBoard scalars and image summaries
+``train`` runs ``loop.run_epochs`` over the trainer's epochs with the callbacks of
+``gan_callbacks``: every training behaviour (stages, progressive resizing, deferred
+re-weighting, the volume head's fit, validation, the best model and checkpoints, history,
+curves, TensorBoard, early stopping, the time budget, the progress bar) is one small object
+there, and a new one is one more entry in that list. The run folder's layout is
+``svgan.runs``'.
 
 Exact resume: every epoch's input pipeline is seeded by (seed, epoch), so a
 checkpoint's epoch and step say exactly which batches come next; ops are
@@ -20,79 +16,39 @@ saves a checkpoint at the current step and stops.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import resource
-import shutil
 import time
 
 import numpy as np
 
 from .._tf import import_tf
-from ..config import Config, load_config
-from ..data.io import atomic_path, write_csv
-from ..data.manifest import MANIFEST_NAME, Manifest, load_manifest
+from ..config import Config
+from ..data.io import atomic_path
+from ..data.manifest import Manifest, load_manifest
 from ..data.pipeline import make_dataset
 from ..errors import SvganError
-from ..evaluation.inference import make_predict_fn
+from ..evaluation.inference import make_predict_fn, predict_patient
 from ..evaluation.prepared_report import evaluate_prepared
 from ..losses import selective_class_weights
-from ..losses.classification import DeferredReweighting
 from ..losses.registry import build_classification_loss, uses_cosine_classifier
 from ..models.discriminator import build_discriminator
 from ..models.generator import build_generator
+from ..runs import ATTENTION_NAME, CHECKPOINTS, GENERATOR_NAME, create_run, new_run_dir, write_summary
 from . import runtime as runtime_module
+from .callbacks import Curves, EarlyStopping, HistoryFile, ProgressBar, TensorBoard, TimeBudget
 from .gan_step import LOSS_NAMES, GANStep
 from .head_fit import DiseaseHeadFit
+from .loop import STOP, Callback, TrainingError, TrainingInterrupted, run_epochs
 from .progressive import ProgressiveResizing
+from .reweighting import DeferredReweighting
 from .stages import TrainingStages
 
-CONFIG_NAME = "config.yaml"
-GENERATOR_NAME = "generator.keras"
+__all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "gan_callbacks", "schedules", "train"]
+
 MONITOR = "dice_mean"  # validation metric for early stopping and the best model
-
-
-class TrainingError(SvganError):
-    """Training cannot go on (non-finite loss, empty split)."""
-
-
-class TrainingInterrupted(SvganError):
-    """Ctrl-C: a checkpoint was saved; the run can be resumed."""
-
-
-def epoch_callbacks(cfg: Config, trainer: "Trainer") -> list:
-    """What runs after each epoch's steps and before validation; each ``on_epoch_end()`` returns history columns."""
-    callbacks = []
-    if cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0:
-        callbacks.append(DiseaseHeadFit(trainer.G, trainer.manifest, cfg.pipeline.sequence_length,
-                                        trainer.classification_loss, cfg.train.head_fit_iterations,
-                                        class_sampling=cfg.pipeline.class_sampling))
-    return callbacks
-
-
-def epoch_schedules(cfg: Config, trainer: "Trainer") -> list:
-    """What runs before each epoch's steps; each ``on_epoch_begin(epoch)`` returns history columns."""
-    schedules = []
-    if cfg.train.progressive_sizes:
-        schedules.append(ProgressiveResizing(trainer, cfg.train.progressive_sizes, cfg.train.progressive_epochs,
-                                             trainer.full_size))
-    if cfg.loss.drw_start_epoch:
-        schedules.append(DeferredReweighting(trainer.classification_loss, cfg.loss.drw_start_epoch))
-    # After resizing, which rebuilds the GAN step whose stage this sets.
-    schedules.append(TrainingStages(trainer, cfg.train.supervised_epochs))
-    return schedules
-
-
-def out_of_time(elapsed_s: float, last_epoch_s: float, max_minutes: float | None) -> bool:
-    """Whether the next epoch, if it lasts as long as the last one, would end past the budget.
-
-    So ``train.max_minutes`` bounds the whole run (only a first epoch longer than the
-    budget can overrun it).
-    """
-    return max_minutes is not None and elapsed_s + last_epoch_s > 60.0 * max_minutes
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -118,12 +74,16 @@ def model_size(manifest: Manifest, cfg: Config) -> tuple[int, int]:
 
 
 class Trainer:
+    """G, D, the GAN step, the input pipeline and the run's state (epoch, step, best score), checkpointed
+    together. ``cfg`` is the current stage's configuration (progressive resizing changes its image
+    size); ``base_cfg`` the run's."""
+
     def __init__(self, cfg: Config, manifest: Manifest, run_dir: str):
         tf = import_tf()
         self.cfg, self.manifest, self.run_dir = cfg, manifest, run_dir
         if not manifest.split_ids("train"):
             raise TrainingError("the training split is empty", manifest.root)
-        self.base_cfg = cfg  # self.cfg is the current stage's (progressive resizing changes its image size)
+        self.base_cfg = cfg
         self.runtime = runtime_module.configure(cfg.train, cfg.seed)
         self.full_size = self.size = model_size(manifest, cfg)
         self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
@@ -139,7 +99,6 @@ class Trainer:
         self.best = tf.Variable(-math.inf, dtype=tf.float64, name="best_validation")
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
         self._track_models()
-        self.schedules = epoch_schedules(cfg, self)
 
     def _build_models(self, size: tuple[int, int]):
         manifest = self.manifest
@@ -159,14 +118,13 @@ class Trainer:
                        adversarial_start=self.cfg.train.supervised_epochs * steps)
 
     def _track_models(self) -> None:
-        """Checkpoint, prediction function and epoch callbacks for the current G, D and optimizers."""
+        """Checkpoint and prediction function for the current G, D and optimizers."""
         tf = import_tf()
         self.checkpoint = tf.train.Checkpoint(generator=self.G, discriminator=self.D, g_opt=self.gan.g_opt,
                                               d_opt=self.gan.d_opt, epoch=self.epoch, step=self.step_in_epoch,
                                               best=self.best, bad_epochs=self.bad_epochs)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=3)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.run_dir, CHECKPOINTS), max_to_keep=3)
         self.predict_fn = make_predict_fn(self.G)
-        self.epoch_callbacks = epoch_callbacks(self.cfg, self)
 
     def resize(self, size) -> None:
         """Train at in-plane ``size`` from now on: G and D rebuilt at that size with the current
@@ -225,12 +183,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- one epoch
 
-    def train_epoch(self, progress=None, on_step=None) -> dict:
-        """Train from the current (epoch, step) to the end of the epoch; returns the mean of each loss
-        the stage computes (the supervised stage has no d_loss or adversarial term)."""
+    def train_epoch(self, on_step=None) -> dict:
+        """Train from the current (epoch, step) to the end of the epoch, calling ``on_step(step, losses)``
+        after each step; returns the mean of each loss the stage computes (the supervised stage has no
+        d_loss or adversarial term) and the step rate."""
         epoch, skip = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
         sums = {}
-        count = 0
+        count, started = 0, time.time()
         try:
             for batch in self._dataset(epoch, skip):
                 losses = {k: float(v.numpy()) for k, v in self.gan.step(batch).items()}
@@ -244,10 +203,8 @@ class Trainer:
                 count += 1
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
-                if progress:
-                    progress(count, losses)
                 if on_step:
-                    on_step(losses)
+                    on_step(count, losses)
         except KeyboardInterrupt:
             path = self.manager.save()
             raise TrainingInterrupted(
@@ -255,12 +212,15 @@ class Trainer:
                 f"resume with: svgan train --resume {self.run_dir}") from None
         if count == 0:
             raise TrainingError("the training pipeline produced no batch (fewer windows than the batch size?)", self.run_dir)
-        return {k: v / count for k, v in sums.items()}
+        seconds = time.time() - started
+        # The step rate lets a reader compare machines (training steps only, validation excluded).
+        return {**{k: v / count for k, v in sums.items()}, "steps": count, "s_per_step": seconds / count,
+                "steps_per_s": count / seconds}
 
-    def end_epoch(self, validation: dict | None) -> bool:
-        """Book-keeping after an epoch: best model, early stopping state, checkpoint. Returns 'improved'."""
+    def end_epoch(self, score: float | None) -> bool:
+        """Book-keeping after an epoch with validation ``score`` (None: no validation): best model, early
+        stopping state, checkpoint. Returns 'improved'."""
         improved = False
-        score = None if validation is None else validation.get(MONITOR)
         if score is None or score > float(self.best.numpy()):
             improved = True
             if score is not None:
@@ -286,203 +246,161 @@ class Trainer:
         return path
 
 
+# ---------------------------------------------------------------- the GAN's own callbacks
+
+class HeadFit(Callback):
+    """The volume head's classification pass (``head_fit.DiseaseHeadFit``) after every epoch's steps,
+    on the trainer's current generator."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer, self.fit, self.fitted_generator = trainer, None, None
+
+    def on_epoch_end(self, epoch, logs):
+        t = self.trainer
+        if self.fitted_generator is not t.G:  # resizing rebuilds G: the pass reads the new one
+            cfg = t.cfg
+            self.fit = DiseaseHeadFit(t.G, t.manifest, cfg.pipeline.sequence_length, t.classification_loss,
+                                      cfg.train.head_fit_iterations, class_sampling=cfg.pipeline.class_sampling)
+            self.fitted_generator = t.G
+        return self.fit.on_epoch_end()
+
+
+class Validation(Callback):
+    """Scores of the current generator on the validation split, as ``val_*`` columns."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def on_epoch_end(self, epoch, logs):
+        t = self.trainer
+        scores = evaluate_prepared(t.G, t.manifest, "validation", t.cfg, t.predict_fn)
+        return {f"val_{k}": v for k, v in scores.items() if k != "patients"}
+
+
+class BestModelAndCheckpoint(Callback):
+    """The best generator on the validation score (``generator.keras``; every epoch's without a
+    validation split), the early-stopping count, then the epoch's checkpoint."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def on_epoch_end(self, epoch, logs):
+        return {"improved": float(self.trainer.end_epoch(logs.get(f"val_{MONITOR}")))}
+
+
+class EpochImages(Callback):
+    """Figures of the current generator on the first validation patient: its attention coefficients
+    (``attention.png``, Cui et al.) with ``model.attention_gates``; input, truth and prediction of the
+    middle slice in TensorBoard with ``train.image_summaries`` (called by ``TensorBoard``)."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def _first_patient(self):
+        from ..data.prepare import load_prepared
+
+        manifest = self.trainer.manifest
+        ids = manifest.split_ids("validation") or manifest.split_ids("train")
+        return ids[0], load_prepared(manifest.patient_file(ids[0]))
+
+    def on_epoch_end(self, epoch, logs):
+        t = self.trainer
+        if t.cfg.model.attention_gates:
+            from ..evaluation.attention_maps import save_attention_figure
+
+            pid, (image, _) = self._first_patient()
+            if tuple(image.shape[2:4]) != tuple(t.size):
+                image = _resized(image, t.size)
+            save_attention_figure(t.G, image, os.path.join(t.run_dir, ATTENTION_NAME), f"{pid}, epoch {epoch + 1}")
+        return None
+
+    def tensorboard_images(self, epoch):
+        tf = import_tf()
+        t = self.trainer
+        _, (image, label) = self._first_patient()
+        probs, _ = predict_patient(t.predict_fn, image, t.cfg.pipeline.sequence_length, 1, t.cfg.pipeline.image_size)
+        z = image.shape[1] // 2
+        k = max(1, len(t.manifest.class_names) - 1)
+        scan = image[0, z, :, :, :1]
+        scan = (scan - scan.min()) / max(float(scan.max() - scan.min()), 1e-6)
+        panels = np.concatenate([scan, label[0, z][..., None] / k, probs[0, z].argmax(-1)[..., None] / k], axis=1)
+        tf.summary.image("validation/input_truth_prediction", panels[None].astype(np.float32), step=epoch + 1)
+
+
+def _resized(image: np.ndarray, size) -> np.ndarray:
+    tf = import_tf()
+    p, z, h, w, c = image.shape
+    return tf.reshape(tf.image.resize(tf.reshape(image, (-1, h, w, c)), size), (p, z, *size, c)).numpy()
+
+
+def schedules(cfg: Config, trainer: Trainer) -> list[Callback]:
+    """What changes the training before an epoch's steps, in this order: the image size (which
+    rebuilds G, D and the GAN step), the disease loss's class weights, the stage."""
+    out = []
+    if cfg.train.progressive_sizes:
+        out.append(ProgressiveResizing(trainer, cfg.train.progressive_sizes, cfg.train.progressive_epochs,
+                                       trainer.full_size))
+    if cfg.loss.drw_start_epoch:
+        out.append(DeferredReweighting(trainer.classification_loss, cfg.loss.drw_start_epoch))
+    out.append(TrainingStages(trainer, cfg.train.supervised_epochs))
+    return out
+
+
+def gan_callbacks(cfg: Config, trainer: Trainer, start_epoch: int, verbose: bool = True) -> list[Callback]:
+    """Every behaviour of a GAN training run, in the order the loop calls them."""
+    has_validation = bool(trainer.manifest.split_ids("validation"))
+    images = EpochImages(trainer)
+    history = HistoryFile(trainer.run_dir, start_epoch, LOSS_NAMES)
+    out = schedules(cfg, trainer)
+    if cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0:
+        out.append(HeadFit(trainer))
+    if has_validation:
+        out.append(Validation(trainer))
+    out += [BestModelAndCheckpoint(trainer), history, Curves(trainer.run_dir, history, LOSS_NAMES), images,
+            TensorBoard(trainer.run_dir, lambda: int(trainer.gan.g_opt.iterations.numpy()),
+                        images.tensorboard_images if cfg.train.image_summaries else None)]
+    if has_validation:
+        out.append(EarlyStopping(cfg.train.early_stopping_patience, lambda: int(trainer.bad_epochs.numpy())))
+    out += [TimeBudget(cfg.train.max_minutes, cfg.train.epochs),
+            ProgressBar(lambda epoch: trainer.steps_per_epoch(), cfg.train.epochs, LOSS_NAMES, MONITOR, verbose=verbose)]
+    return out
+
+
 # ---------------------------------------------------------------- the whole run
-
-def new_run_dir(cfg: Config, root: str | None = None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(root or cfg.train.run_dir, f"{cfg.data.dataset}-{stamp}")
-    path, i = base, 1
-    while os.path.exists(path):
-        i += 1
-        path = f"{base}-{i}"
-    return path
-
-
-def _write_history(path: str, rows: list[dict]) -> None:
-    if not rows:
-        return
-    # Every loss column in one place, though a supervised epoch has no d_loss or adversarial term.
-    keys = ["epoch"] + [k for k in LOSS_NAMES if any(k in r for r in rows)]
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    write_csv(path, rows, keys)
-
-
-def _read_history(path: str) -> list[dict]:
-    if not os.path.isfile(path):
-        return []
-    def value(text):
-        try:
-            return float(text)
-        except ValueError:
-            return text  # a word, such as the stage's name
-
-    with open(path, newline="") as f:  # an empty cell: not computed in that epoch, and left out
-        rows = [{k: value(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-    for row in rows:
-        row["epoch"] = int(row["epoch"])
-    return rows
-
-
-def plot_curves(rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for k in LOSS_NAMES:
-        axes[0].plot(epochs, [r.get(k, float("nan")) for r in rows], label=k)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_title("training losses")
-    axes[0].legend()
-    for k in sorted(rows[-1]):
-        if k.startswith("val_dice") or k == "val_accuracy":
-            axes[1].plot(epochs, [r.get(k, float("nan")) for r in rows], label=k[4:])
-    axes[1].set_xlabel("epoch")
-    axes[1].set_title("validation")
-    axes[1].set_ylim(0, 1)
-    if axes[1].lines:  # no validation split, no validation curves
-        axes[1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-
-
-def _image_summary(trainer: Trainer, step: int) -> None:
-    """Input, ground truth and prediction of the middle slice of the first validation patient."""
-    tf = import_tf()
-    from ..data.prepare import load_prepared
-    from ..evaluation.inference import predict_patient
-
-    ids = trainer.manifest.split_ids("validation") or trainer.manifest.split_ids("train")
-    image, label = load_prepared(trainer.manifest.patient_file(ids[0]))
-    probs, _ = predict_patient(trainer.predict_fn, image, trainer.cfg.pipeline.sequence_length, 1, trainer.cfg.pipeline.image_size)
-    z = image.shape[1] // 2
-    k = max(1, len(trainer.manifest.class_names) - 1)
-    scan = image[0, z, :, :, :1]
-    scan = (scan - scan.min()) / max(float(scan.max() - scan.min()), 1e-6)
-    panels = np.concatenate([scan, label[0, z][..., None] / k, probs[0, z].argmax(-1)[..., None] / k], axis=1)
-    tf.summary.image("validation/input_truth_prediction", panels[None].astype(np.float32), step=step)
-
-
-def _attention_figure(trainer: Trainer, path: str, epoch: int) -> None:
-    """Cui et al.'s attention coefficients on the middle slice of the first validation patient."""
-    tf = import_tf()
-    from ..data.prepare import load_prepared
-    from ..evaluation.attention_maps import save_attention_figure
-
-    ids = trainer.manifest.split_ids("validation") or trainer.manifest.split_ids("train")
-    image, _ = load_prepared(trainer.manifest.patient_file(ids[0]))
-    size = model_size(trainer.manifest, trainer.cfg)
-    if tuple(image.shape[2:4]) != tuple(size):
-        p, z, h, w, c = image.shape
-        image = tf.reshape(tf.image.resize(tf.reshape(image, (-1, h, w, c)), size), (p, z, *size, c)).numpy()
-    save_attention_figure(trainer.G, image, path, f"{ids[0]}, epoch {epoch}")
-
 
 def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bool = False, verbose: bool = True) -> dict:
     """Train (or resume) a run; returns the final summary (also in RUN/summary.json)."""
-    tf = import_tf()
-    import keras
-
     manifest = load_manifest(prepared_dir)
     if manifest.dataset != cfg.data.dataset:
         raise SvganError(f"prepared for {manifest.dataset} but the config says data.dataset={cfg.data.dataset}", prepared_dir)
     run_dir = run_dir or new_run_dir(cfg)
-    os.makedirs(run_dir, exist_ok=True)
-    cfg.data.prepared_dir = os.path.abspath(prepared_dir)
     if not resume:
-        cfg.save(os.path.join(run_dir, CONFIG_NAME))
-        shutil.copyfile(os.path.join(prepared_dir, MANIFEST_NAME), os.path.join(run_dir, MANIFEST_NAME))
+        cfg = create_run(cfg, prepared_dir, run_dir)
     trainer = Trainer(cfg, manifest, run_dir)
     if resume and not trainer.restore():
-        raise SvganError("no checkpoint to resume from", os.path.join(run_dir, "checkpoints"))
-    history_path = os.path.join(run_dir, "history.csv")
+        raise SvganError("no checkpoint to resume from", os.path.join(run_dir, CHECKPOINTS))
     start_epoch = int(trainer.epoch.numpy())
-    rows = [r for r in _read_history(history_path) if r["epoch"] <= start_epoch] if resume else []
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
-    has_validation = bool(manifest.split_ids("validation"))
+    callbacks = gan_callbacks(cfg, trainer, start_epoch, verbose)
     started = time.time()
     if verbose:
         r = trainer.runtime
         print(f"Training {cfg.data.dataset} from epoch {start_epoch + 1} to {cfg.train.epochs} in {run_dir} "
               f"({r.replicas} replica(s), {'mixed_float16' if r.mixed_precision else 'float32'}, "
               f"{'XLA' if r.jit_compile else 'tf.function'}; class weights {np.round(trainer.seg_weights, 2).tolist()})", flush=True)
-    summary = {}
-    for epoch in range(start_epoch, cfg.train.epochs):
-        epoch_start = time.time()
-        bar = keras.utils.Progbar(trainer.steps_per_epoch(), stateful_metrics=list(LOSS_NAMES), verbose=1 if verbose else 0)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{cfg.train.epochs}", flush=True)
 
-        def on_step(losses):
-            with writer.as_default(step=int(trainer.gan.g_opt.iterations.numpy())):
-                for k, v in losses.items():
-                    tf.summary.scalar(f"train/{k}", v)
-
-        extra = {}
-        for schedule in trainer.schedules:
-            extra.update(schedule.on_epoch_begin(epoch))
-        steps_before = int(trainer.step_in_epoch.numpy())
-        means = trainer.train_epoch(progress=lambda n, losses: bar.update(n, list(losses.items())), on_step=on_step)
-        train_seconds, steps = time.time() - epoch_start, int(trainer.step_in_epoch.numpy()) - steps_before
-        for callback in trainer.epoch_callbacks:
-            extra.update(callback.on_epoch_end())
-        validation = (evaluate_prepared(trainer.G, manifest, "validation", trainer.cfg, trainer.predict_fn)
-                      if has_validation else None)
-        improved = trainer.end_epoch(validation)
-        # The step rate lets a reader compare machines (training steps only, validation excluded).
-        row = {"epoch": epoch + 1, **means, "seconds": time.time() - epoch_start, "steps": steps,
-               "s_per_step": train_seconds / steps, "steps_per_s": steps / train_seconds, **extra}
-        if validation:
-            row.update({f"val_{k}": v for k, v in validation.items() if k != "patients"})
-        rows.append(row)
-        _write_history(history_path, rows)
-        plot_curves(rows, os.path.join(run_dir, "curves.png"))
-        if cfg.model.attention_gates:
-            _attention_figure(trainer, os.path.join(run_dir, "attention.png"), epoch + 1)
-        with writer.as_default(step=epoch + 1):
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, float) and math.isfinite(v):
-                    tf.summary.scalar(f"epoch/{k}", v)
-            if cfg.train.image_summaries:
-                _image_summary(trainer, epoch + 1)
-        writer.flush()
-        if verbose:
-            val = "" if not validation else f" validation Dice {validation[MONITOR]:.3f}" + (" (best)" if improved else "")
-            print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {means[k]:.4f}" for k in LOSS_NAMES if k in means) + val, flush=True)
-        patience = cfg.train.early_stopping_patience
-        if patience is not None and has_validation and int(trainer.bad_epochs.numpy()) >= patience:
-            summary["stopped"] = f"early stopping after {patience} epochs without a better validation Dice"
-            break
-        if epoch + 1 < cfg.train.epochs and out_of_time(time.time() - started, row["seconds"], cfg.train.max_minutes):
-            summary["stopped"] = (f"time budget of {cfg.train.max_minutes} minutes: another epoch of "
-                                  f"{row['seconds'] / 60:.1f} minutes would not end within it")
-            break
-    trained = [r for r in rows if r.get("steps")]
+    last = run_epochs(callbacks, lambda epoch, on_step: trainer.train_epoch(on_step), start_epoch, cfg.train.epochs)
+    history = next(c for c in callbacks if isinstance(c, HistoryFile)).rows
+    summary = {"stopped": last[STOP]} if STOP in last else {}
+    trained = [r for r in history if r.get("steps")]
     if trained:  # over the epochs of this run folder, resumed ones included
         steps, seconds = sum(r["steps"] for r in trained), sum(r["steps"] * r["s_per_step"] for r in trained)
         summary.update({"steps": int(steps), "s_per_step": seconds / steps, "steps_per_s": steps / seconds})
+    has_validation = bool(manifest.split_ids("validation"))
     summary.update({"run_dir": run_dir, "epochs_done": int(trainer.epoch.numpy()),
-                    "best_validation_dice": None if not has_validation else float(trainer.best.numpy()),
-                    "minutes": (time.time() - started) / 60, "history": history_path,
+                    "best_validation_dice": float(trainer.best.numpy()) if has_validation else None,
+                    "minutes": (time.time() - started) / 60, "history": os.path.join(run_dir, "history.csv"),
                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    with atomic_path(os.path.join(run_dir, "summary.json")) as tmp, open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
+    write_summary(run_dir, summary)
     if verbose and summary.get("stopped"):
         print(summary["stopped"])
     return summary
-
-
-def load_run(run_dir: str, prepared_dir: str | None = None, overrides: list[str] | None = None) -> tuple[Config, Manifest]:
-    """The resolved config of a run folder (with ``--set`` style ``overrides``, e.g. for
-    post-processing at evaluation) and its manifest copy, whose patient files live in the
-    prepared folder the run was trained on (or ``prepared_dir``)."""
-    if not os.path.isfile(os.path.join(run_dir, CONFIG_NAME)):
-        raise SvganError("not a run folder (no config.yaml)", run_dir)
-    cfg = load_config(os.path.join(run_dir, CONFIG_NAME), overrides)
-    copy = load_manifest(run_dir)
-    return cfg, Manifest(prepared_dir or cfg.data.prepared_dir, copy.data)

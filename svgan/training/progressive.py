@@ -13,6 +13,8 @@ epoch number alone, so a resumed run picks up mid-schedule with nothing more to 
 
 from __future__ import annotations
 
+from .loop import Callback
+
 
 def stage_size(epoch: int, sizes, stage_epochs, full_size) -> tuple[int, int]:
     """The in-plane size that epoch ``epoch`` (0-based) trains at."""
@@ -24,7 +26,7 @@ def stage_size(epoch: int, sizes, stage_epochs, full_size) -> tuple[int, int]:
     return tuple(int(v) for v in full_size)
 
 
-class ProgressiveResizing:
+class ProgressiveResizing(Callback):
     """Epoch schedule: ``on_epoch_begin(epoch)`` sets the trainer's size for that epoch."""
 
     def __init__(self, trainer, sizes, stage_epochs, full_size):

@@ -17,6 +17,8 @@ discriminator's schedule spans the updates it gets.
 
 from __future__ import annotations
 
+from .loop import Callback
+
 SUPERVISED, ADVERSARIAL = "supervised", "adversarial"
 
 
@@ -44,7 +46,7 @@ def stage_of(epoch: int, supervised_epochs: int) -> str:
     return SUPERVISED if epoch < supervised_epochs else ADVERSARIAL
 
 
-class TrainingStages:
+class TrainingStages(Callback):
     """Epoch schedule: ``on_epoch_begin(epoch)`` sets the trainer's GAN step to that epoch's stage
     and returns the history columns ``stage`` and ``adversarial_weight`` (the weight in force at the
     epoch's last step)."""

@@ -1,0 +1,1 @@
+"""Scoring and inference: challenge metrics on native grids, whole-patient prediction, diagnosis."""

@@ -1,0 +1,1 @@
+"""Training loops, their callbacks and the steps they run."""
