@@ -73,11 +73,9 @@ def _score(run_dir: str) -> dict:
 
 
 def _figure(rows: list[dict], path: str) -> None:
-    import matplotlib
+    from svgan.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     regions = [k[5:] for k in rows[0] if k.startswith("dice_")]
     fig, axes = plt.subplots(1, len(regions) + 1, figsize=(3.2 * (len(regions) + 1), 3.2), sharex=True)
     for variant, style in zip(VARIANTS, ("o-", "s--")):
@@ -97,9 +95,7 @@ def _figure(rows: list[dict], path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[-1].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def main() -> None:

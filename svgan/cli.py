@@ -262,6 +262,13 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def _prediction_options(p) -> None:
+    """What ``svgan evaluate`` and ``svgan predict`` share: config changes and the window mode."""
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change the run's config for this prediction, e.g. postprocess.largest_component=true")
+    p.add_argument("--windows", choices=WINDOW_MODES, default="central", help=WINDOWS_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svgan", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -349,18 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN/evaluation)")
     p.add_argument("--hausdorff", default="pooled", choices=["pooled", "max_directed"],
                    help="HD95 as one percentile of both directions pooled (medpy, default) or the larger directed one")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="change the run's config for this evaluation, e.g. postprocess.largest_component=true")
-    p.add_argument("--windows", choices=WINDOW_MODES, default="central", help=WINDOWS_HELP)
+    _prediction_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write NIfTI predictions in the input's own geometry")
     p.add_argument("run_dir")
     p.add_argument("input", help="a raw patient folder, or a folder of them")
     p.add_argument("out_dir")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="change the run's config for this prediction, e.g. postprocess.largest_component=true")
-    p.add_argument("--windows", choices=WINDOW_MODES, default="central", help=WINDOWS_HELP)
+    _prediction_options(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")

@@ -342,6 +342,12 @@ def _validate(cfg: Config, source: str | None) -> None:
 
 # ---------------------------------------------------------------- loading
 
+# Annotations whose values are taken as they are, once their type is right (bool is an int in Python).
+_PLAIN = {bool: (lambda v: isinstance(v, bool), "true or false"),
+          int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+          str: (lambda v: isinstance(v, str), "a string")}
+
+
 def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert what is safe (int -> float)."""
     origin = typing.get_origin(tp)
@@ -359,21 +365,14 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}", source)
         return [_coerce(v, args[0], f"{where}[{i}]", source) for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}", source)
-        return _from_dict(tp, value, where, source)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}", source)
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}", source)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}", source)
+        return _from_dict(tp, value, where, source) if dataclasses.is_dataclass(tp) else dict(value)
+    if tp in _PLAIN:
+        accepts, expected = _PLAIN[tp]
+        if not accepts(value):
+            raise ConfigError(f"{where}: expected {expected}, got {value!r}", source)
         return value
     if tp is float:
         if isinstance(value, str):
@@ -385,10 +384,6 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}", source)
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}", source)
-        return value
     raise TypeError(f"unsupported config annotation {tp!r} at {where}")
 
 

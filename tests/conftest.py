@@ -38,6 +38,21 @@ TINY_MODEL = ["model.base_filters=4", "model.recurrent_units=4", "model.discrimi
               "model.classifier_units=[8]", "train.image_summaries=false"]
 
 
+def interrupted_at_call(monkeypatch, n: int) -> None:
+    """Ctrl-C at the ``n``-th training step (1-based): GANStep.step raises KeyboardInterrupt there."""
+    from svgan.training import gan_step
+
+    real_step, calls = gan_step.GANStep.step, {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(gan_step.GANStep, "step", interrupted)
+
+
 def tiny_config(dataset: str, *more_overrides: str, **prepare):
     """Fast settings for tests: no N4, small in-plane size, a tiny model; then ``more_overrides``."""
     overrides = [f"data.dataset={dataset}", "prepare.n4_bias_correction=false"]

@@ -14,7 +14,7 @@ from svgan.evaluation.inference import central_owners, make_predict_fn, overlapp
 from svgan.models import build_generator
 from svgan.models.parts import split_generator
 
-from conftest import REPO, SHARED_DATA, TINY_MODEL, requires_shared_data, tiny_config
+from conftest import SHARED_DATA, TINY_MODEL, requires_shared_data, tiny_config
 
 tf = import_tf()
 import keras  # noqa: E402

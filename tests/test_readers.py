@@ -1,8 +1,6 @@
 """Readers on files written in each release's real naming, on the real samples, and on bad input."""
 
-import gzip
 import os
-import shutil
 
 import nibabel as nib
 import numpy as np

@@ -10,11 +10,10 @@ from svgan._tf import import_tf
 from svgan.cli import main
 from svgan.config import load_config
 from svgan.data.manifest import load_manifest
-from svgan.training import gan_step
 from svgan.training.fit import TrainingInterrupted, Trainer, train
 from svgan.training.stages import AdversarialWeight, stage_of
 
-from conftest import REPO, SHARED_DATA, TINY_MODEL, requires_shared_data
+from conftest import REPO, SHARED_DATA, TINY_MODEL, interrupted_at_call, requires_shared_data
 
 tf = import_tf()
 
@@ -93,19 +92,10 @@ def test_a_staged_run_on_real_patients_holds_the_discriminator_until_the_boundar
     # The same run without a break, and one interrupted mid-ramp (epoch 2, update 3) by Ctrl-C.
     train(cfg, real_prepared, run_dir=str(tmp_path / "straight"), verbose=False)
     straight = _discriminator(tmp_path / "straight", cfg, manifest)[3]
-    real_step = gan_step.GANStep.step
-    calls = {"n": 0}
-
-    def interrupted(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real_step(self, batch)
-
-    monkeypatch.setattr(gan_step.GANStep, "step", interrupted)
-    with pytest.raises(TrainingInterrupted, match="interrupted at epoch 2, step 1"):
-        train(cfg, real_prepared, run_dir=str(tmp_path / "ctrl_c"), verbose=False)
-    monkeypatch.setattr(gan_step.GANStep, "step", real_step)
+    with monkeypatch.context() as patched:
+        interrupted_at_call(patched, 4)
+        with pytest.raises(TrainingInterrupted, match="interrupted at epoch 2, step 1"):
+            train(cfg, real_prepared, run_dir=str(tmp_path / "ctrl_c"), verbose=False)
     train(cfg, real_prepared, run_dir=str(tmp_path / "ctrl_c"), resume=True, verbose=False)
     for other in ("split", "ctrl_c"):
         resumed = _discriminator(tmp_path / other, cfg, manifest)[3]

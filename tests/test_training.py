@@ -18,7 +18,7 @@ from svgan.training import gan_step
 from svgan.training.fit import TrainingError, TrainingInterrupted, Trainer, train
 from svgan.training.runtime import Runtime
 
-from conftest import REPO, TINY_MODEL, tiny_config
+from conftest import REPO, TINY_MODEL, interrupted_at_call, tiny_config
 
 tf = import_tf()
 import keras  # noqa: E402
@@ -169,19 +169,10 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, tmp_path, 
     assert all(np.array_equal(a, b) for a, b in zip(straight, resumed))
 
     # Ctrl-C in the middle of epoch 1 saves a checkpoint at that step; resuming retraces the same run.
-    real_step = gan_step.GANStep.step
-    calls = {"n": 0}
-
-    def interrupted(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real_step(self, batch)
-
-    monkeypatch.setattr(gan_step.GANStep, "step", interrupted)
-    with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1, step 1"):
-        train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), verbose=False)
-    monkeypatch.setattr(gan_step.GANStep, "step", real_step)
+    with monkeypatch.context() as patched:
+        interrupted_at_call(patched, 2)
+        with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1, step 1"):
+            train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), verbose=False)
     train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), resume=True, verbose=False)
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tf import import_tf
+from ..figures import pyplot, save_figure
 
 
 def attention_maps(generator, images) -> list[np.ndarray]:
@@ -26,13 +27,7 @@ def attention_maps(generator, images) -> list[np.ndarray]:
 
 def save_attention_figure(generator, image: np.ndarray, path: str, title: str = "") -> None:
     """Middle slice of one prepared patient (image [P, Z, H, W, C]) and each gate's coefficients on it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..data.io import atomic_path
-
+    plt = pyplot()
     z = image.shape[1] // 2
     maps = attention_maps(generator, image[:1, z:z + 1].astype(np.float32))
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(3 * (len(maps) + 1), 3.2))
@@ -46,6 +41,4 @@ def save_attention_figure(generator, image: np.ndarray, path: str, title: str = 
     fig.colorbar(shown, ax=axes[1:].tolist(), fraction=0.02)
     if title:
         fig.suptitle(title)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90, tight=False)  # the shared colour bar does not suit a tight layout

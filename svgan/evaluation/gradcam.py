@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._tf import import_tf
-from ..data.io import atomic_path
+from ..figures import pyplot, save_figure
 
 
 def gradcam(model, images: np.ndarray, class_index: int, layer: str | None = None) -> np.ndarray:
@@ -35,10 +35,7 @@ def gradcam(model, images: np.ndarray, class_index: int, layer: str | None = Non
 
 def save_gradcam_figure(model, images: np.ndarray, titles: list[str], class_index: int, path: str) -> None:
     """Each image above its Grad-CAM overlay for ``class_index``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cams = gradcam(model, images, class_index)
     fig, axes = plt.subplots(2, len(images), figsize=(2.2 * len(images), 4.6), squeeze=False)
@@ -51,7 +48,4 @@ def save_gradcam_figure(model, images: np.ndarray, titles: list[str], class_inde
             ax.set_xticks([])
             ax.set_yticks([])
     axes[1, 0].set_ylabel("Grad-CAM", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)

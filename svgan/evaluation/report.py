@@ -41,6 +41,7 @@ from ..data.conventions import LABEL_CONVENTIONS
 from ..data.datasets import discover_patients, get_dataset, load_patient
 from ..data.io import atomic_path, check_same_grid, load_volume, write_csv
 from ..errors import DataError
+from ..figures import pyplot, save_figure
 from ..runs import GENERATOR_NAME, load_run
 from . import metrics
 from .clinical import ClinicalClassifier, truth_fitted_classifier
@@ -107,10 +108,7 @@ def _load_external_prediction(folder: str, volume, info, fmt: str) -> np.ndarray
 
 
 def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig_dir = os.path.join(out_dir, "figures")
     os.makedirs(fig_dir, exist_ok=True)
@@ -120,9 +118,7 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
     ax.set_xticks(range(1, len(regions) + 1), regions)
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(os.path.join(fig_dir, "dice_boxplot.png"), dpi=80)
-    plt.close(fig)
+    save_figure(fig, os.path.join(fig_dir, "dice_boxplot.png"))
     for pid, image, truth, pred in overlays:  # like Rezaei et al., Fig. 2: input, ground truth, prediction
         z = int(np.argmax((truth > 0).sum((0, 1)))) if truth.any() else truth.shape[2] // 2
         fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
@@ -134,9 +130,7 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
             ax.set_title(title)
             ax.axis("off")
         fig.suptitle(f"{pid}, slice {z}")
-        fig.tight_layout()
-        fig.savefig(os.path.join(fig_dir, f"overlay_{pid}.png"), dpi=80)
-        plt.close(fig)
+        save_figure(fig, os.path.join(fig_dir, f"overlay_{pid}.png"))
     if roc:
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         for name, (fpr, tpr, auc) in roc.items():
@@ -145,9 +139,7 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
         ax.set_xlabel("false-positive rate")
         ax.set_ylabel("true-positive rate")
         ax.legend(loc="lower right")
-        fig.tight_layout()
-        fig.savefig(os.path.join(fig_dir, "roc.png"), dpi=80)
-        plt.close(fig)
+        save_figure(fig, os.path.join(fig_dir, "roc.png"))
 
 
 def split_records(manifest, split: str) -> list:

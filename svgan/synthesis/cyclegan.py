@@ -27,6 +27,7 @@ import numpy as np
 from .._tf import import_tf
 from ..config import CycleGANConfig
 from ..data.io import atomic_path
+from ..figures import pyplot, save_figure
 from ..training.callbacks import HistoryFile, ProgressBar
 from ..training.loop import Callback, TrainingError, run_epochs
 
@@ -165,10 +166,7 @@ def _shown(image) -> np.ndarray:
 
 def save_sample_grid(model: CycleGAN, xa: np.ndarray, xb: np.ndarray, path: str, title: str) -> None:
     """Rows: a, G_ab(a), G_ba(G_ab(a)), b, G_ba(b), G_ab(G_ba(b)) (images in [-1, 1])."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fb, fa = model.G_ab(xa, training=False), model.G_ba(xb, training=False)
     rows = [xa, fb, model.G_ba(fb, training=False), xb, fa, model.G_ab(fa, training=False)]
@@ -181,10 +179,7 @@ def save_sample_grid(model: CycleGAN, xa: np.ndarray, xb: np.ndarray, path: str,
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(label, fontsize=7)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 class _SaveCycleGAN(Callback):

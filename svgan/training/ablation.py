@@ -21,6 +21,7 @@ from ..config import Config, load_config
 from ..data.conventions import REGIONS
 from ..data.io import atomic_path, write_csv
 from ..errors import ConfigError
+from ..figures import pyplot, save_figure
 
 
 def _progressive(cfg: Config, full_size) -> list[str]:
@@ -163,10 +164,7 @@ def _markdown(rows: list[dict], dataset: str, seeds: int) -> str:
 
 
 def _bar_plot(rows: list[dict], dataset: str, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     regions = list(REGIONS[dataset])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -180,7 +178,4 @@ def _bar_plot(rows: list[dict], dataset: str, path: str) -> None:
         ax.set_ylim(0, 1)
         ax.set_title(metric)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)

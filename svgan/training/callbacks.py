@@ -7,7 +7,7 @@ import math
 import os
 import time
 
-from ..data.io import atomic_path
+from ..figures import pyplot, save_figure
 from ..runs import CURVES_NAME, LOGS, read_history, write_history
 from .loop import STOP, Callback
 
@@ -73,10 +73,7 @@ class Curves(Callback):
 
 
 def plot_curves(rows: list[dict], path: str, loss_names) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -93,10 +90,7 @@ def plot_curves(rows: list[dict], path: str, loss_names) -> None:
     axes[1].set_ylim(0, 1)
     if axes[1].lines:  # no validation split, no validation curves
         axes[1].legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 class TensorBoard(Callback):

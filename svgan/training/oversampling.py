@@ -23,6 +23,7 @@ from ..config import ImagesConfig
 from ..data.images2d import load_splits, training_set
 from ..data.io import atomic_path, write_csv
 from ..errors import ConfigError
+from ..figures import pyplot, save_figure
 
 VARIANTS = ("baseline", "augment5", "augment10", "cyclegan")
 COLUMNS = ("auc", "sensitivity", "specificity", "false_negatives", "macro_f1")
@@ -98,10 +99,7 @@ def _markdown(runs, variants, seeds: int, test) -> str:
 
 
 def _roc_plot(runs, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 5))
     colours = {}
@@ -115,7 +113,4 @@ def _roc_plot(runs, path: str) -> None:
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate (sensitivity)")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
