@@ -27,7 +27,8 @@ import shutil
 import time
 
 from .config import Config, load_config
-from .data.io import write_csv
+from ._tf import import_tf
+from .data.io import atomic_path, write_csv
 from .data.manifest import MANIFEST_NAME, Manifest, load_manifest
 from .errors import SvganError
 
@@ -78,8 +79,7 @@ def load_generator(run_dir: str):
     path = os.path.join(run_dir, GENERATOR_NAME)
     if not os.path.isfile(path):
         raise SvganError("no generator.keras in the run folder (has it finished an epoch?)", run_dir)
-    from ._tf import import_tf
-
+    # TensorFlow and the models only now: the rest of this module serves commands that never load one.
     import_tf()
     import keras
 
@@ -120,8 +120,6 @@ def read_history(run_dir: str, up_to_epoch: int | None = None) -> list[dict]:
 
 
 def write_summary(run_dir: str, summary: dict) -> None:
-    from .data.io import atomic_path
-
     with atomic_path(os.path.join(run_dir, SUMMARY_NAME)) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=1)
 

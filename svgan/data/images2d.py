@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._tf import import_tf
 from ..config import ImagesConfig
 from ..errors import DataError
 from .split import stratified_split
@@ -184,8 +185,6 @@ def training_set(cfg: ImagesConfig, train: ImageSet) -> ImageSet:
 
 def image_dataset(images: ImageSet, batch_size: int, shuffle: bool, seed: int):
     """Batches of (RGB float32 in [0, 1], class index) for Keras."""
-    from .._tf import import_tf
-
     tf = import_tf()
     ds = tf.data.Dataset.from_tensor_slices((images.images, images.labels.astype(np.int32)))
     if shuffle:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._tf import import_tf
 from ..figures import pyplot, save_figure
+from ..models.blocks import AttentionGate
+
+import keras  # noqa: E402  (after the models, which import TensorFlow quietly first)
 
 
 def attention_maps(generator, images) -> list[np.ndarray]:
     """Coefficients in [0, 1] of every attention gate, coarsest first, each [B, T, H_l, W_l] for images [B, T, H, W, C]."""
-    import_tf()
-    import keras
-
-    from ..models.blocks import AttentionGate
-
     gates = [layer for layer in generator.layers if isinstance(layer, AttentionGate)]
     if not gates:
         return []

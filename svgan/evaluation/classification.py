@@ -16,6 +16,8 @@ import numpy as np
 from .._tf import import_tf
 from ..data.images2d import ImageSet, image_dataset
 from ..data.io import atomic_path, write_csv
+from .diagnosis import diagnosis_metrics, roc_curve
+from .gradcam import save_gradcam_figure
 
 
 def predict_probabilities(model, images: ImageSet, batch_size: int = 32) -> np.ndarray:
@@ -27,9 +29,6 @@ def predict_probabilities(model, images: ImageSet, batch_size: int = 32) -> np.n
 def evaluate_classifier(model, test: ImageSet, out_dir: str, gradcam_images: int = 4) -> dict:
     """Diagnosis metrics on the test split (rows of the confusion matrix are the truth; the last
     class is the positive one), the ROC curve, per-image probabilities and a Grad-CAM figure."""
-    from .diagnosis import diagnosis_metrics, roc_curve
-    from .gradcam import save_gradcam_figure
-
     os.makedirs(out_dir, exist_ok=True)
     probs = predict_probabilities(model, test)
     classes = test.classes

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.pipeline import class_draw_shares
+
 
 def confusion_matrix(truth, predicted, num_classes: int) -> np.ndarray:
     """[true class, predicted class] counts."""
@@ -78,8 +80,6 @@ def diagnosis_metrics(truth, probabilities, class_names) -> dict:
 def training_class_prior(manifest, sampling: str) -> np.ndarray:
     """Class shares [M] of the training draws: the training split's patient counts per disease
     class under ``pipeline.class_sampling`` (patients of unknown class left out)."""
-    from ..data.pipeline import class_draw_shares
-
     counts = manifest.disease_patient_counts("train")
     if not counts.sum():
         return np.full(len(counts), 1.0 / len(counts))

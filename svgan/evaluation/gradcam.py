@@ -11,15 +11,14 @@ import numpy as np
 
 from .._tf import import_tf
 from ..figures import pyplot, save_figure
+from ..models.vgg_gap import LAST_CONV
+
+import keras  # noqa: E402  (after the models, which import TensorFlow quietly first)
 
 
 def gradcam(model, images: np.ndarray, class_index: int, layer: str | None = None) -> np.ndarray:
     """Heat maps [N, H, W] in [0, 1] for uint8 images [N, H, W, 3] and one class."""
     tf = import_tf()
-    import keras
-
-    from ..models.vgg_gap import LAST_CONV
-
     probe = keras.Model(model.inputs, [model.get_layer(layer or LAST_CONV).output, model.outputs[0]])
     x = tf.constant(images.astype(np.float32) / 255.0)
     with tf.GradientTape() as tape:

@@ -42,7 +42,7 @@ class Predictor:
     (``svgan.models.parts``) for the ``central`` mode."""
 
     def __init__(self, generator):
-        from ..models.parts import split_generator
+        from ..models.parts import split_generator  # imports Keras: only once a model is there to predict with
 
         tf = import_tf()
         self.generator = generator

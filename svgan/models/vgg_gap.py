@@ -10,7 +10,12 @@ to the Caffe convention those weights expect (BGR, mean-subtracted, 0-255).
 
 from __future__ import annotations
 
+import os
+
 import keras
+
+from ..errors import DataError
+from ..losses.classification import CosineClassifier
 
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 LAST_CONV = "block5_conv3"  # Grad-CAM reads this layer
@@ -30,8 +35,6 @@ def build_vgg_gap(image_size, num_classes: int, width: float = 1.0, weights: str
                   cosine: bool = False, name: str = "vgg_gap") -> keras.Model:
     """The classifier: RGB [B, H, W, 3] in [0, 1] -> class logits [B, K] (softmax them for
     probabilities). ``cosine``: the last layer is a cosine classifier (for LDAM / LMF)."""
-    from ..losses.classification import CosineClassifier
-
     if weights is not None and width != 1.0:
         raise ValueError("VGG-16 weights need width 1.0")
     images = keras.Input((*image_size, 3), name="image")
@@ -55,10 +58,6 @@ def build_vgg_gap(image_size, num_classes: int, width: float = 1.0, weights: str
 
 def load_vgg16_weights(model: keras.Model, path: str) -> None:
     """Copy the convolutional weights of a local VGG-16 "notop" file (Keras' ImageNet file) into ``model``."""
-    import os
-
-    from ..errors import DataError
-
     if not os.path.isfile(path):
         raise DataError("VGG-16 weights file not found", path)
     try:

@@ -20,8 +20,11 @@ import numpy as np
 from ..config import Config, load_config
 from ..data.conventions import REGIONS
 from ..data.io import atomic_path, write_csv
+from ..data.manifest import load_manifest
 from ..errors import ConfigError
+from ..evaluation.report import evaluate_run
 from ..figures import pyplot, save_figure
+from .fit import model_size, train
 
 
 def _progressive(cfg: Config, full_size) -> list[str]:
@@ -80,10 +83,6 @@ def run_ablation(config_path: str | None, prepared_dir: str, variants: list[str]
                  overrides: list[str] | None = None, verbose: bool = True) -> dict:
     """Train and score every (variant, seed); write ``ablation.csv`` (one row per run),
     ``ablation.md`` (mean and std per variant) and ``ablation.png``. Returns the table rows."""
-    from ..data.manifest import load_manifest
-    from ..evaluation.report import evaluate_run
-    from .fit import model_size, train
-
     if seeds < 1 or not variants:
         raise ConfigError("svgan ablate needs at least one variant and one seed")
     base = load_config(config_path, list(overrides or []))

@@ -7,6 +7,7 @@ import math
 import os
 import time
 
+from .._tf import import_tf
 from ..figures import pyplot, save_figure
 from ..runs import CURVES_NAME, LOGS, read_history, write_history
 from .loop import STOP, Callback
@@ -98,22 +99,16 @@ class TensorBoard(Callback):
     (``global_step()``), every epoch's numeric columns, and ``epoch_images(epoch)`` if given."""
 
     def __init__(self, run_dir: str, global_step, epoch_images=None):
-        from .._tf import import_tf
-
         self.writer = import_tf().summary.create_file_writer(os.path.join(run_dir, LOGS))
         self.global_step, self.epoch_images = global_step, epoch_images
 
     def on_step_end(self, step, losses):
-        from .._tf import import_tf
-
         tf = import_tf()
         with self.writer.as_default(step=self.global_step()):
             for k, v in losses.items():
                 tf.summary.scalar(f"train/{k}", v)
 
     def on_epoch_end(self, epoch, logs):
-        from .._tf import import_tf
-
         tf = import_tf()
         with self.writer.as_default(step=epoch + 1):
             for k, v in logs.items():

@@ -18,6 +18,8 @@ from .._tf import import_tf
 from ..config import ImagesConfig
 from ..data.images2d import ImageSet, image_dataset
 from ..data.io import atomic_path
+from ..losses.registry import build_classification_loss
+from ..models.vgg_gap import build_vgg_gap
 
 CLASSIFIER_NAME = "classifier.keras"
 
@@ -25,8 +27,6 @@ CLASSIFIER_NAME = "classifier.keras"
 def build_loss(cfg: ImagesConfig, train_counts):
     """The classifier's loss by name from the one registry: focal (Zunair and Ben Hamza: alpha 0.25 on the
     positive class for two classes, gamma 2), lmf (Sadi et al.) or plain cross-entropy."""
-    from ..losses.registry import build_classification_loss
-
     c = cfg.classifier
     return build_classification_loss(c.loss, np.ones(len(train_counts), np.float32), c.loss_args, class_counts=train_counts)
 
@@ -35,8 +35,6 @@ def train_classifier(cfg: ImagesConfig, train: ImageSet, validation: ImageSet, r
     """Fit VGG-GAP; returns the model with the best validation loss (also ``RUN/classifier.keras``)."""
     import_tf()
     import keras
-
-    from ..models.vgg_gap import build_vgg_gap
 
     os.makedirs(run_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)

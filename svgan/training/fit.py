@@ -29,7 +29,9 @@ from ..config import Config
 from ..data.io import atomic_path
 from ..data.manifest import Manifest, load_manifest
 from ..data.pipeline import make_dataset
+from ..data.prepare import load_prepared
 from ..errors import SvganError
+from ..evaluation.attention_maps import save_attention_figure
 from ..evaluation.inference import make_predict_fn, predict_patient
 from ..evaluation.prepared_report import evaluate_prepared
 from ..losses import selective_class_weights
@@ -297,8 +299,6 @@ class EpochImages(Callback):
         self.trainer = trainer
 
     def _first_patient(self):
-        from ..data.prepare import load_prepared
-
         manifest = self.trainer.manifest
         ids = manifest.split_ids("validation") or manifest.split_ids("train")
         return ids[0], load_prepared(manifest.patient_file(ids[0]))
@@ -306,8 +306,6 @@ class EpochImages(Callback):
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
         if t.cfg.model.attention_gates:
-            from ..evaluation.attention_maps import save_attention_figure
-
             pid, (image, _) = self._first_patient()
             if tuple(image.shape[2:4]) != tuple(t.size):
                 image = _resized(image, t.size)

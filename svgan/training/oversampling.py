@@ -23,7 +23,10 @@ from ..config import ImagesConfig
 from ..data.images2d import load_splits, training_set
 from ..data.io import atomic_path, write_csv
 from ..errors import ConfigError
+from ..evaluation.classification import evaluate_classifier
 from ..figures import pyplot, save_figure
+from ..synthesis.oversample import synthesize
+from .classifier import train_classifier
 
 VARIANTS = ("baseline", "augment5", "augment10", "cyclegan")
 COLUMNS = ("auc", "sensitivity", "specificity", "false_negatives", "macro_f1")
@@ -40,10 +43,6 @@ def _variant_config(cfg: ImagesConfig, variant: str, seed: int, synthetic_dir: s
 
 def compare_oversampling(cfg: ImagesConfig, out_dir: str, seeds: int, variants=VARIANTS, data_root: str | None = None,
                          verbose: bool = True) -> dict:
-    from ..synthesis.oversample import synthesize
-    from ..evaluation.classification import evaluate_classifier
-    from .classifier import train_classifier
-
     unknown = [v for v in variants if v not in VARIANTS and not (v.startswith("augment") and v[7:].isdigit())]
     if unknown or seeds < 1:
         raise ConfigError(f"svgan oversampling: unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)}, augmentK)"
