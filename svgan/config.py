@@ -451,7 +451,7 @@ class ImageDataConfig:
     # Label order: class index i is classes[i]. None: the sorted folder names. The last class is
     # the positive one for sensitivity, focal alpha and ROC (Zunair and Ben Hamza: melanoma).
     classes: Optional[list[str]] = None
-    # Zunair and Ben Hamza pads ISIC images to squares and resizes them to 256 x 256.
+    # Zunair and Ben Hamza pad ISIC images to squares and resizes them to 256 x 256.
     image_size: list[int] = field(default_factory=lambda: [256, 256])
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])  # ours (ISIC-2016 ships its own test set)
     split_seed: int = 0
@@ -462,13 +462,13 @@ class ImageDataConfig:
     # Folders written by `svgan synthesize`, added to the training split only.
     synthetic_dirs: list[str] = field(default_factory=list)
     # Synthetic images added until the minority class reaches this share of the majority's count
-    # (Zunair and Ben Hamza balances the classes: 1.0). None: every synthetic image.
+    # (Zunair and Ben Hamza balance the classes: 1.0). None: every synthetic image.
     oversample_to_ratio: Optional[float] = 1.0
 
 
 @dataclass
 class CycleGANConfig:
-    """CycleGAN (Zhu et al. 2017) as Zunair and Ben Hamza trains it: Adam 2e-4, beta1 0.5, batch 1, lambda 10."""
+    """CycleGAN (Zhu et al. 2017) as Zunair and Ben Hamza train it: Adam 2e-4, beta1 0.5, batch 1, lambda 10."""
 
     # U-Net generators; CycleGAN and Zunair and Ben Hamza use 64 filters at the first level (ours: 32 for CPUs).
     filters: int = 32
@@ -505,7 +505,7 @@ class ClassifierConfig:
     steps_per_epoch: Optional[int] = None
     reduce_lr_factor: float = 0.1  # Zunair and Ben Hamza
     reduce_lr_patience: int = 5  # ours
-    early_stopping_patience: int = 10  # ours: Zunair and Ben Hamza keeps the best weights once the loss stagnates
+    early_stopping_patience: int = 10  # ours: Zunair and Ben Hamza keep the best weights once the loss stagnates
 
 
 @dataclass

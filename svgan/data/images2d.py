@@ -1,7 +1,7 @@
 """2D image datasets as folders per class (``root/<class>/*.png|jpg``, ISIC-style; Zunair and Ben Hamza).
 
 Every image, real or synthetic, goes through ``load_image``: RGB, padded to a square with
-black borders (Zunair and Ben Hamza pads ISIC images "to make them square in order to retain the original
+black borders (Zunair and Ben Hamza pad ISIC images "to make them square in order to retain the original
 aspect ratio"), resized to ``data.image_size``, kept as uint8; the models see it divided by 255.
 The split is stratified by class and seeded (``svgan.data.split``), per image. What training
 adds (classic offline augmentation, synthetic minority images) enters the training split only.

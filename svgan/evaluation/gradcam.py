@@ -1,4 +1,4 @@
-"""Grad-CAM (Selvaraju et al., ICCV 2017) heat maps of a 2D classifier, as Zunair and Ben Hamza shows them.
+"""Grad-CAM (Selvaraju et al., ICCV 2017) heat maps of a 2D classifier, as Zunair and Ben Hamza show them.
 
 For class c: the gradient of its logit with respect to the last convolutional maps A^k,
 averaged over positions, weighs each map; the map is ReLU(sum_k alpha_k A^k), scaled to

@@ -9,10 +9,10 @@ identity term (weight 0.5 lambda: G_ab(b) should stay b). The adversarial term i
 (CycleGAN and the authors' code; ``cyclegan.adversarial: lsgan``) or Zunair and Ben Hamza, Eq. 2's
 log-likelihood (``bce``, non-saturating for the generators). Adam 2e-4, beta1 0.5, batch 1.
 
-Zunair and Ben Hamza balances the two classes by undersampling the larger one; here each epoch pairs every
+Zunair and Ben Hamza balance the two classes by undersampling the larger one; here each epoch pairs every
 image of the smaller class with a random image of the larger one (seeded by the epoch, so a
 resumed run draws the same pairs). Images have any number of channels (RGB photographs, MRI
-modalities) and are scaled to [-1, 1] by the caller. Left out, as Zunair and Ben Hamza does not mention them: CycleGAN's pool of 50 past fakes
+modalities) and are scaled to [-1, 1] by the caller. Left out, as Zunair and Ben Hamza do not mention them: CycleGAN's pool of 50 past fakes
 and its linear learning-rate decay.
 """
 
