@@ -95,6 +95,12 @@ class PipelineConfig:
     # In-plane size fed to the model; None = the prepared size. Progressive resizing (Cui et al.)
     # trains at a small size first, then larger ones, through this field.
     image_size: Optional[list[int]] = None
+    # Training on crops (ours): each training sequence is a random window of this in-plane size
+    # [h, w] of the prepared images, at their resolution (placed anywhere it fits, plus the usual
+    # shift); validation, the head fit and prediction run the model on whole images. The model is
+    # fully convolutional, so the same weights serve both (rebuilt at each size, as for progressive
+    # resizing). None: train on whole images.
+    crop_size: Optional[list[int]] = None
     # Random windows drawn per patient per epoch; None = enough to cover its slices once.
     windows_per_patient: Optional[int] = None
     patients_in_flight: int = 4  # patients interleaved at once (memory vs shuffle quality)
@@ -301,6 +307,12 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(q.image_size is None or (len(q.image_size) == 2 and min(q.image_size) >= 8),
           "pipeline.image_size must be null or 2 entries >= 8")
     check(q.windows_per_patient is None or q.windows_per_patient >= 1, "pipeline.windows_per_patient must be >= 1 or null")
+    check(q.crop_size is None or (len(q.crop_size) == 2 and all(s >= 16 and s % (2 ** cfg.model.depth) == 0 for s in q.crop_size)
+                                  and all(c <= s for c, s in zip(q.crop_size, q.image_size or p.image_size))),
+          f"pipeline.crop_size must be null or [h, w], each >= 16, divisible by 2^model.depth = {2 ** cfg.model.depth} "
+          "and no larger than the image")
+    check(q.crop_size is None or not (q.image_size or cfg.train.progressive_sizes),
+          "pipeline.crop_size does not combine with pipeline.image_size or train.progressive_sizes")
     check(q.patients_in_flight >= 1 and q.shuffle_buffer >= 1, "pipeline.patients_in_flight and shuffle_buffer must be >= 1")
     m, t, lo = cfg.model, cfg.train, cfg.loss
     check(1 <= m.depth <= 6 and m.convs_per_level >= 1, "model.depth must be in [1, 6] and model.convs_per_level >= 1")

@@ -166,3 +166,32 @@ def test_balanced_sampling_reaches_the_pipeline_and_unknown_classes_are_a_class(
                     for p in b["patient"].numpy()]
         shares[sampling] = np.mean([p in lgg for p in patients])
     assert shares["balanced"] > shares["natural"] + 0.1, shares
+
+
+def test_training_crops_are_windows_of_the_image_at_its_own_resolution(brats_prepared):
+    # No rotation, scaling or noise: each 32 x 32 training crop of the 48 x 48 images is a shifted window
+    # (labels, nearest neighbour: exactly a window at a whole-pixel offset), anywhere it fits.
+    m = load_manifest(brats_prepared)
+    cfg = load_config(None, ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "augment.rotation_degrees=0",
+                             "augment.scale_range=[1.0, 1.0]", "augment.noise_std=0", "augment.max_shift_fraction=0",
+                             "prepare.image_size=[48, 48]", "pipeline.batch_size=1"])
+    offsets = set()
+    for batch in make_dataset(m, "train", cfg, training=True).take(12):
+        assert batch["image"].shape[1:] == (4, 32, 32, 4)
+        pid = batch["patient"].numpy()[0].decode()
+        _, label = load_prepared(m.patient_file(pid))
+        index = batch["slice_index"].numpy()[0]
+        crop = batch["label"].numpy()[0]
+        whole = label[0, index]  # [4, 48, 48]
+        found = [(dy, dx) for dy in range(17) for dx in range(17) if np.array_equal(crop, whole[:, dy:dy + 32, dx:dx + 32])]
+        assert found, "a crop is a window of the image"
+        if crop.any():
+            offsets.add(found[0])
+    assert len(offsets) > 1  # placed at random
+    # Evaluation sequences stay whole; without augmentation a training crop is the central window.
+    assert next(iter(make_dataset(m, "train", cfg, training=False)))["image"].shape[1:] == (4, 48, 48, 4)
+    plain = load_config(None, ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "augment.enabled=false",
+                               "prepare.image_size=[48, 48]", "pipeline.batch_size=1"])
+    batch = next(iter(make_dataset(m, "train", plain, training=True)))
+    _, label = load_prepared(m.patient_file(batch["patient"].numpy()[0].decode()))
+    assert np.array_equal(batch["label"].numpy()[0], label[0, batch["slice_index"].numpy()[0]][:, 8:40, 8:40])

@@ -454,3 +454,29 @@ def test_ablation_variants_combine_with_plus_and_ldam_reweights_at_four_fifths_o
     assert variant_overrides("volumes+lmf", cfg, (48, 48)) == ["model.classifier=volumes", "loss.classification_loss=lmf"]
     with pytest.raises(Exception, match="unknown ablation variant 'lfm'"):
         variant_overrides("volumes+lfm", cfg, (48, 48))
+
+
+def test_training_on_crops_validates_fits_the_head_and_saves_the_whole_image_model(brats_prepared, tmp_path):
+    # 32 x 32 crops of the 48 x 48 prepared images: G and D train at 32; validation, the volume head's
+    # fit and the saved generator work on whole 48 x 48 images with the same weights.
+    cfg = _cfg("pipeline.crop_size=[32, 32]", "model.classifier=volumes", "train.epochs=1", "train.head_fit_iterations=20")
+    manifest = load_manifest(brats_prepared)
+    assert manifest.split_ids("validation")
+    trainer = Trainer(cfg, manifest, str(tmp_path / "probe"))
+    assert trainer.G.inputs[0].shape[2:4] == (32, 32) and trainer.full_size == (48, 48)
+    whole = trainer.inference_generator()
+    assert whole.inputs[0].shape[2:4] == (48, 48)
+    assert all(np.array_equal(a, b) for a, b in zip(whole.get_weights(), trainer.G.get_weights()))
+    run = tmp_path / "run"
+    train(cfg, brats_prepared, run_dir=str(run), verbose=False)
+    with open(run / "history.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["val_dice_mean"]) >= 0 and float(row["head_fit_loss"]) > 0
+    saved = keras.models.load_model(run / "generator.keras")
+    assert saved.inputs[0].shape[2:4] == (48, 48)
+    # The head fitted on whole images is the head that was saved and checkpointed.
+    restored = Trainer(cfg, manifest, str(run))
+    assert restored.restore()
+    np.testing.assert_array_equal(saved.get_layer("cls_standardize").mean.numpy(),
+                                  restored.G.get_layer("cls_standardize").mean.numpy())
+    assert np.any(saved.get_layer("cls_standardize").mean.numpy() != 0)

@@ -68,19 +68,23 @@ def extract_sequence(image: np.ndarray, label: np.ndarray | None, start: int, le
     return seq, lab, slice_index, phase
 
 
-def _affine_transform(tf, seed, height: int, width: int, out_h: int, out_w: int, aug) -> "tf.Tensor":
+def _affine_transform(tf, seed, height: int, width: int, out_h: int, out_w: int, aug, crop: bool = False) -> "tf.Tensor":
     """One random projective transform (rotation, scale, shift) as the 8 ImageProjectiveTransform coefficients.
 
     The transform maps output pixel (x, y) to input pixel (x', y'); scaling up zooms in,
-    which together with the shift is the random crop.
+    which together with the shift is the random crop. ``crop``: the output is a window of
+    out_h x out_w input pixels (no resizing) whose centre may lie anywhere the window fits,
+    plus the usual shift; otherwise the whole image is resized to the output size.
     """
     u = tf.random.stateless_uniform([4], seed=seed)
     theta = (2.0 * u[0] - 1.0) * aug.rotation_degrees * math.pi / 180.0
     scale = aug.scale_range[0] + u[1] * (aug.scale_range[1] - aug.scale_range[0])
-    shift_x = (2.0 * u[2] - 1.0) * aug.max_shift_fraction * width
-    shift_y = (2.0 * u[3] - 1.0) * aug.max_shift_fraction * height
+    reach_x = aug.max_shift_fraction * width + (max(0, width - out_w) / 2.0 if crop else 0.0)
+    reach_y = aug.max_shift_fraction * height + (max(0, height - out_h) / 2.0 if crop else 0.0)
+    shift_x = (2.0 * u[2] - 1.0) * reach_x
+    shift_y = (2.0 * u[3] - 1.0) * reach_y
     # Output -> input: centre, undo output resizing, rotate by -theta, divide by the zoom, re-centre.
-    sx, sy = width / out_w, height / out_h
+    sx, sy = (1.0, 1.0) if crop else (width / out_w, height / out_h)
     c, s = tf.cos(theta) / scale, tf.sin(theta) / scale
     cx_out, cy_out = (out_w - 1) / 2.0, (out_h - 1) / 2.0
     cx_in, cy_in = (width - 1) / 2.0 + shift_x, (height - 1) / 2.0 + shift_y
@@ -145,6 +149,9 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     h, w = map(int, manifest.patients[ids[0]]["crop"]["output_shape"][:2])
     channels = len(manifest.data["modalities"])
     out_h, out_w = (pipe.image_size or [h, w])
+    crop = training and bool(pipe.crop_size)
+    if crop:
+        out_h, out_w = pipe.crop_size
     num_classes = len(manifest.class_names)
 
     def windows(index, random_seed):
@@ -185,12 +192,15 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     def to_dict(image, label, disease, slice_index, phase, patient, element_seed=None):
         if training and aug.enabled:
             s = tf.stack([element_seed, tf.constant(seed, tf.int64)])
-            transform = _affine_transform(tf, s, h, w, out_h, out_w, aug)
+            transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop)
             image = _warp(tf, image, transform, out_h, out_w, "BILINEAR")
             label = tf.cast(_warp(tf, tf.cast(label[..., None], tf.float32), transform, out_h, out_w, "NEAREST")[..., 0], tf.int32)
             if aug.noise_std > 0:
                 noise = tf.random.stateless_normal(tf.shape(image), seed=s[::-1])
                 image = image + aug.noise_std * noise
+        elif crop:  # not augmented: the central window
+            image = tf.image.resize_with_crop_or_pad(image, out_h, out_w)
+            label = tf.image.resize_with_crop_or_pad(label[..., None], out_h, out_w)[..., 0]
         elif (out_h, out_w) != (h, w):
             image = tf.image.resize(image, (out_h, out_w), method="bilinear")
             label = tf.cast(tf.image.resize(label[..., None], (out_h, out_w), method="nearest")[..., 0], tf.int32)

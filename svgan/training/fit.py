@@ -69,6 +69,7 @@ def class_weights(manifest: Manifest, cfg: Config) -> tuple[np.ndarray, np.ndarr
 
 
 def model_size(manifest: Manifest, cfg: Config) -> tuple[int, int]:
+    """The in-plane size the saved generator works at: ``pipeline.image_size``, else the prepared size."""
     if cfg.pipeline.image_size:
         return tuple(cfg.pipeline.image_size)
     first = next(iter(manifest.patients.values()))
@@ -87,7 +88,11 @@ class Trainer:
             raise TrainingError("the training split is empty", manifest.root)
         self.base_cfg = cfg
         self.runtime = runtime_module.configure(cfg.train, cfg.seed)
-        self.full_size = self.size = model_size(manifest, cfg)
+        # full_size: the saved generator's (validation and prediction run whole images there); size: the
+        # size training runs at now (random crops, or a progressive-resizing stage).
+        self.full_size = model_size(manifest, cfg)
+        self.size = tuple(cfg.pipeline.crop_size) if cfg.pipeline.crop_size else self.full_size
+        self._inference = None  # (generator at full_size, its predictor) when training runs at another size
         self.seg_weights, self.disease_weights = class_weights(manifest, cfg)
         # One disease loss for the whole run: the GAN step (rebuilt when progressive resizing changes
         # the size), the head fit and deferred re-weighting all use this object.
@@ -102,7 +107,7 @@ class Trainer:
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, name="epochs_without_improvement")
         self._track_models()
 
-    def _build_models(self, size: tuple[int, int]):
+    def _build_models(self, size: tuple[int, int], discriminator: bool = True):
         manifest = self.manifest
         channels = len(manifest.data["modalities"])
         n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
@@ -110,8 +115,23 @@ class Trainer:
         with self.runtime.strategy.scope():
             G = build_generator(self.cfg.model, size, channels, n_classes, n_diseases, phases,
                                 cosine_classifier=uses_cosine_classifier(self.cfg.model, self.cfg.loss))
-            D = build_discriminator(self.cfg.model, size, channels, n_classes)
+            D = build_discriminator(self.cfg.model, size, channels, n_classes) if discriminator else None
         return G, D
+
+    def inference_generator(self):
+        """The generator at ``full_size`` with the current weights: ``G`` itself, or, while training runs
+        at another size, a full-size twin whose weights are copied from ``G`` now."""
+        if self.size == self.full_size:
+            return self.G
+        if self._inference is None:
+            G, _ = self._build_models(self.full_size, discriminator=False)
+            self._inference = (G, make_predict_fn(G))
+        self._inference[0].set_weights(self.G.get_weights())
+        return self._inference[0]
+
+    def inference_predict_fn(self):
+        """The predictor of ``inference_generator()`` (call that first: it copies the weights)."""
+        return self.predict_fn if self.size == self.full_size else self._inference[1]
 
     def _gan_step(self) -> GANStep:
         steps = self.steps_per_epoch()
@@ -237,12 +257,9 @@ class Trainer:
         return improved
 
     def save_generator(self, path: str | None = None) -> str:
-        """The generator at the model's full size (whatever size the current stage trains at)."""
+        """The generator at the model's full size (whatever size training runs at)."""
         path = path or os.path.join(self.run_dir, GENERATOR_NAME)
-        G = self.G
-        if self.size != self.full_size:
-            G, _ = self._build_models(self.full_size)
-            G.set_weights(self.G.get_weights())
+        G = self.inference_generator()
         with atomic_path(path) as tmp:
             G.save(tmp)
         return path
@@ -259,12 +276,16 @@ class HeadFit(Callback):
 
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
-        if self.fitted_generator is not t.G:  # resizing rebuilds G: the pass reads the new one
+        G = t.inference_generator()  # whole images, as prediction reads them
+        if self.fitted_generator is not G:  # resizing rebuilds G: the pass reads the new one
             cfg = t.cfg
-            self.fit = DiseaseHeadFit(t.G, t.manifest, cfg.pipeline.sequence_length, t.classification_loss,
+            self.fit = DiseaseHeadFit(G, t.manifest, cfg.pipeline.sequence_length, t.classification_loss,
                                       cfg.train.head_fit_iterations, class_sampling=cfg.pipeline.class_sampling)
-            self.fitted_generator = t.G
-        return self.fit.on_epoch_end()
+            self.fitted_generator = G
+        columns = self.fit.on_epoch_end()
+        if G is not t.G:  # the fitted head back into the generator that trains
+            t.G.set_weights(G.get_weights())
+        return columns
 
 
 class Validation(Callback):
@@ -275,7 +296,8 @@ class Validation(Callback):
 
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
-        scores = evaluate_prepared(t.G, t.manifest, "validation", t.cfg, t.predict_fn)
+        G = t.inference_generator()  # whole images at the saved model's size
+        scores = evaluate_prepared(G, t.manifest, "validation", t.base_cfg, t.inference_predict_fn())
         return {f"val_{k}": v for k, v in scores.items() if k != "patients"}
 
 
@@ -307,16 +329,19 @@ class EpochImages(Callback):
         t = self.trainer
         if t.cfg.model.attention_gates:
             pid, (image, _) = self._first_patient()
-            if tuple(image.shape[2:4]) != tuple(t.size):
-                image = _resized(image, t.size)
-            save_attention_figure(t.G, image, os.path.join(t.run_dir, ATTENTION_NAME), f"{pid}, epoch {epoch + 1}")
+            G = t.inference_generator()
+            if tuple(image.shape[2:4]) != tuple(t.full_size):
+                image = _resized(image, t.full_size)
+            save_attention_figure(G, image, os.path.join(t.run_dir, ATTENTION_NAME), f"{pid}, epoch {epoch + 1}")
         return None
 
     def tensorboard_images(self, epoch):
         tf = import_tf()
         t = self.trainer
         _, (image, label) = self._first_patient()
-        probs, _ = predict_patient(t.predict_fn, image, t.cfg.pipeline.sequence_length, 1, t.cfg.pipeline.image_size)
+        t.inference_generator()
+        probs, _ = predict_patient(t.inference_predict_fn(), image, t.cfg.pipeline.sequence_length, 1,
+                                   t.base_cfg.pipeline.image_size)
         z = image.shape[1] // 2
         k = max(1, len(t.manifest.class_names) - 1)
         scan = image[0, z, :, :, :1]
