@@ -17,7 +17,8 @@ out: in a full training run the class sampling also changes which windows the se
 trains on (``svgan ablate`` measures that, at the cost of a run per variant).
 
 A check comes first: the run's own head, applied to the cached features, must give the
-probabilities that ``svgan evaluate``'s prediction gives for every patient.
+probabilities that ``svgan evaluate --windows average`` gives for every patient (the windows whose
+features it records).
 Prints one markdown table: mean and standard deviation across runs of balanced accuracy,
 macro-F1, ROC AUC and the minority class's sensitivity, and the seconds each head fit took.
 """
@@ -66,7 +67,10 @@ def evaluated_windows(G, cfg, manifest, records):
         if volume.disease is None:
             continue
         calls = []
-        _, probs = predict_volume(_recording_predict_fn(G, calls), volume, cfg, manifest.data.get("nyul_standard"))
+        # Whole-generator windows every half window (svgan evaluate --windows average), whose per-window
+        # features the recording function can keep; the central default decodes slices once from parts.
+        _, probs = predict_volume(_recording_predict_fn(G, calls), volume, cfg, manifest.data.get("nyul_standard"),
+                                  mode="average")
         out.append((volume.disease, np.concatenate([c[0] for c in calls]), np.concatenate([c[1] for c in calls]).astype(float),
                     probs))
     return out
