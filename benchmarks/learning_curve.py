@@ -2,16 +2,17 @@
 Rezaei et al.'s GAN trained from the first step, on a prepared folder's test split.
 
     python benchmarks/learning_curve.py --data real_data/prepared/acdc --out real_data/learning_curve \
-        --config configs/real_acdc.yaml --minutes 10 30 90
+        --config configs/real_acdc.yaml --minutes 10 recipe 90
 
 For each budget M (minutes of training steps on a reference machine) and each variant it trains
 one run whose step count fills M minutes at the reference step rates, then scores the test split
 with ``svgan evaluate``:
 
-- ``recipe``: the configuration as given, its epochs (and its supervised epochs) scaled so that
-  its steps fill M minutes: the same schedule shape at every budget;
+- ``recipe``: the configuration as given, the steps of each epoch (and the adversarial ramp)
+  scaled so that its steps fill M minutes: the same epochs, stages and schedule shape at every budget;
 - ``gan_from_step_one``: the same configuration with the adversarial stage from the first step
-  (``train.supervised_epochs: 0``, no ramp), Rezaei et al.'s training, its epochs scaled alike.
+  (``train.supervised_epochs: 0``, no ramp), Rezaei et al.'s training, the same epochs of as many
+  steps as fill M minutes.
 
 Runs live in ``OUT/<variant>_<M>min``; a finished one is scored again but not retrained, an
 interrupted one resumes. Minutes are stated two ways: at the reference rates (what the step
@@ -46,15 +47,16 @@ def reference_minutes(cfg) -> float:
 
 
 def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
-    """``--set`` overrides that make ``cfg`` (with ``train.steps_per_epoch`` set) the variant at ``minutes``."""
+    """``--set`` overrides that make ``cfg`` (with ``train.steps_per_epoch`` set) the variant at ``minutes``:
+    the same epochs and stages, each epoch's steps scaled so that the steps fill the budget."""
     t = cfg.train
     if variant == "gan_from_step_one":
-        epochs = max(1, round(minutes * 60 / (t.steps_per_epoch * REFERENCE_S_PER_STEP["adversarial"])))
-        return [f"train.epochs={epochs}", "train.supervised_epochs=0", "train.adversarial_ramp_steps=0"]
+        per_epoch = minutes * 60 / (t.epochs * REFERENCE_S_PER_STEP["adversarial"])
+        return [f"train.steps_per_epoch={max(1, round(per_epoch))}", "train.supervised_epochs=0",
+                "train.adversarial_ramp_steps=0"]
     scale = minutes / reference_minutes(cfg)
-    epochs = max(1, round(t.epochs * scale))
-    supervised = min(epochs, round(t.supervised_epochs * scale))
-    return [f"train.epochs={epochs}", f"train.supervised_epochs={supervised}"]
+    return [f"train.steps_per_epoch={max(1, round(t.steps_per_epoch * scale))}",
+            f"train.adversarial_ramp_steps={round(t.adversarial_ramp_steps * scale)}"]
 
 
 def _score(run_dir: str) -> dict:
@@ -103,7 +105,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="prepared folder (scored on its test split)")
     parser.add_argument("--config", required=True, help="the recipe, with train.steps_per_epoch set")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 90])
+    parser.add_argument("--minutes", nargs="+", default=["10", "recipe", "90"],
+                        help="budgets in minutes of training steps on the reference machine; 'recipe': the recipe's own")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the recipe")
     args = parser.parse_args()
@@ -117,9 +120,10 @@ def main() -> None:
         sys.exit("the recipe needs train.steps_per_epoch (epochs of a fixed number of steps)")
     os.makedirs(args.out, exist_ok=True)
     rows = []
-    for minutes in args.minutes:
+    for budget in args.minutes:
+        minutes = reference_minutes(base) if budget == "recipe" else float(budget)
         for variant in args.variants:
-            run_dir = os.path.join(args.out, f"{variant}_{minutes:g}min")
+            run_dir = os.path.join(args.out, f"{variant}_{round(minutes):d}min")
             overrides = args.set + ["train.max_minutes=null"] + variant_overrides(base, variant, minutes)
             cfg = load_config(args.config, overrides)
             if not os.path.isfile(os.path.join(run_dir, "summary.json")):
