@@ -15,7 +15,9 @@ with ``svgan evaluate``:
   steps as fill M minutes.
 
 Runs live in ``OUT/<variant>_<M>min``; a finished one is scored again but not retrained, an
-interrupted one resumes. Minutes are stated two ways: at the reference rates (what the step
+interrupted one resumes. ``--runs RUN ...`` adds run folders trained elsewhere on the same
+prepared folder (e.g. by ``make real-acdc-benchmark``), each placed by its own config: its
+variant (``supervised_only`` when it never reaches the adversarial stage) and reference minutes. Minutes are stated two ways: at the reference rates (what the step
 count costs on the machine the recipe is sized for) and as measured here (``summary.json``).
 Writes ``learning_curve.md`` / ``.csv`` (the table) and ``learning_curve.png`` (the figure).
 """
@@ -35,7 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # GAN step 1.12 s were measured there; the one-forward GAN step costs 0.91 of the two-forward one
 # (benchmarks/model_speed.py --only real-acdc --part train, before and after, on one machine).
 REFERENCE_S_PER_STEP = {"supervised": 0.52, "adversarial": 1.12 * 0.91}
-VARIANTS = ("recipe", "gan_from_step_one")
+TRAINED_VARIANTS = ("recipe", "gan_from_step_one")  # what this script trains
+VARIANTS = TRAINED_VARIANTS + ("supervised_only",)  # what --runs may add
 
 
 def reference_minutes(cfg) -> float:
@@ -44,6 +47,16 @@ def reference_minutes(cfg) -> float:
     steps = t.steps_per_epoch
     return steps * (t.supervised_epochs * REFERENCE_S_PER_STEP["supervised"]
                     + (t.epochs - t.supervised_epochs) * REFERENCE_S_PER_STEP["adversarial"]) / 60.0
+
+
+def variant_of(cfg) -> str:
+    """Which curve a run of ``cfg`` belongs to."""
+    t = cfg.train
+    if t.supervised_epochs == 0:
+        return "gan_from_step_one"
+    if t.supervised_epochs >= t.epochs or cfg.loss.adversarial_weight == 0:
+        return "supervised_only"
+    return "recipe"
 
 
 def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
@@ -80,7 +93,7 @@ def _figure(rows: list[dict], path: str) -> None:
     plt = pyplot()
     regions = [k[5:] for k in rows[0] if k.startswith("dice_")]
     fig, axes = plt.subplots(1, len(regions) + 1, figsize=(3.2 * (len(regions) + 1), 3.2), sharex=True)
-    for variant, style in zip(VARIANTS, ("o-", "s--")):
+    for variant, style in zip(VARIANTS, ("o-", "s--", "^:")):
         mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["minutes"])
         if not mine:
             continue
@@ -105,14 +118,18 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="prepared folder (scored on its test split)")
     parser.add_argument("--config", required=True, help="the recipe, with train.steps_per_epoch set")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--minutes", nargs="+", default=["10", "recipe", "90"],
-                        help="budgets in minutes of training steps on the reference machine; 'recipe': the recipe's own")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--minutes", nargs="*", default=["10", "recipe", "90"],
+                        help="budgets in minutes of training steps on the reference machine; 'recipe': the recipe's own; "
+                             "none (a bare --minutes): only score --runs")
+    parser.add_argument("--variants", nargs="+", default=list(TRAINED_VARIANTS), choices=TRAINED_VARIANTS)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the recipe")
+    parser.add_argument("--runs", nargs="*", default=[], metavar="RUN",
+                        help="finished run folders on the same prepared folder to score and add")
     args = parser.parse_args()
 
     from svgan.config import load_config
     from svgan.data.io import write_csv
+    from svgan.runs import load_run
     from svgan.training.fit import train
 
     base = load_config(args.config, args.set)
@@ -133,6 +150,11 @@ def main() -> None:
             row = {"variant": variant, "minutes": round(reference_minutes(cfg), 1), **_score(run_dir)}
             rows.append(row)
             print(row, flush=True)
+    for run_dir in args.runs:
+        cfg, _ = load_run(run_dir)
+        row = {"variant": variant_of(cfg), "minutes": round(reference_minutes(cfg), 1), **_score(run_dir)}
+        rows.append(row)
+        print(run_dir, row, flush=True)
     write_csv(os.path.join(args.out, "learning_curve.csv"), rows)
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
