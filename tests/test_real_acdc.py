@@ -15,7 +15,7 @@ from conftest import REPO, SHARED_DATA, TINY_MODEL, requires_shared_data
 COHORT = os.path.join(SHARED_DATA, "acdc-training")
 TRAIN_PATIENTS = ("patient001", "patient021")  # DCM, HCM
 HELD_OUT = "patient061"  # NOR
-FAST = TINY_MODEL + ["model.classifier_units=[8]", "train.epochs=1", "train.steps_per_epoch=3",
+FAST = TINY_MODEL + ["model.classifier_units=[8]", "train.epochs=1", "train.supervised_epochs=0", "train.steps_per_epoch=3",
                      "pipeline.sequence_length=8"]
 
 
