@@ -72,10 +72,22 @@ def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
             f"train.adversarial_ramp_steps={round(t.adversarial_ramp_steps * scale)}"]
 
 
-def _score(run_dir: str) -> dict:
+def _test_scores(run_dir: str) -> dict:
+    """The run's test-split evaluation: ``RUN/evaluation/summary.json`` when it was written after
+    the run's generator (e.g. by ``make real-acdc-benchmark``), else a new ``svgan evaluate``."""
     from svgan.evaluation.report import evaluate_run
 
-    summary = evaluate_run(run_dir, "test")
+    path = os.path.join(run_dir, "evaluation", "summary.json")
+    if os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(os.path.join(run_dir, "generator.keras")):
+        with open(path) as f:
+            summary = json.load(f)
+        if summary.get("split") == "test":
+            return summary
+    return evaluate_run(run_dir, "test")
+
+
+def _score(run_dir: str) -> dict:
+    summary = _test_scores(run_dir)
     with open(os.path.join(run_dir, "summary.json")) as f:
         trained = json.load(f)
     row = {f"dice_{r}": summary["regions"][r]["dice"]["mean"] for r in summary["regions"]}
