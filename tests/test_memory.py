@@ -1,4 +1,4 @@
-"""Allocator defaults made before TensorFlow starts (issue 10: page faults and system time per step)."""
+"""Allocator defaults made before TensorFlow starts (svgan/_memory.py: page faults and system time per step)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
-import ctypes, ctypes.util, os, sys
+import os
 from svgan._tf import import_tf
 tf = import_tf()
 print(os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"))

@@ -1,4 +1,4 @@
-"""Toolkit segmentation losses against hand values and slow NumPy loops (issue 8, Cui et al.)."""
+"""Toolkit segmentation losses against hand values and slow NumPy loops (Cui et al.)."""
 
 import math
 

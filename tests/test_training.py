@@ -464,7 +464,7 @@ def test_training_on_crops_validates_fits_the_head_and_saves_the_whole_image_mod
     assert manifest.split_ids("validation")
     trainer = Trainer(cfg, manifest, str(tmp_path / "probe"))
     assert trainer.G.inputs[0].shape[2:4] == (32, 32) and trainer.full_size == (48, 48)
-    whole = trainer.inference_generator()
+    whole, _ = trainer.inference_model()
     assert whole.inputs[0].shape[2:4] == (48, 48)
     assert all(np.array_equal(a, b) for a, b in zip(whole.get_weights(), trainer.G.get_weights()))
     run = tmp_path / "run"

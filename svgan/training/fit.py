@@ -118,20 +118,16 @@ class Trainer:
             D = build_discriminator(self.cfg.model, size, channels, n_classes) if discriminator else None
         return G, D
 
-    def inference_generator(self):
-        """The generator at ``full_size`` with the current weights: ``G`` itself, or, while training runs
-        at another size, a full-size twin whose weights are copied from ``G`` now."""
+    def inference_model(self):
+        """``(generator, its predict_fn)`` at ``full_size`` with the current weights: ``G`` itself, or,
+        while training runs at another size, a full-size twin whose weights are copied from ``G`` now."""
         if self.size == self.full_size:
-            return self.G
+            return self.G, self.predict_fn
         if self._inference is None:
             G, _ = self._build_models(self.full_size, discriminator=False)
             self._inference = (G, make_predict_fn(G))
         self._inference[0].set_weights(self.G.get_weights())
-        return self._inference[0]
-
-    def inference_predict_fn(self):
-        """The predictor of ``inference_generator()`` (call that first: it copies the weights)."""
-        return self.predict_fn if self.size == self.full_size else self._inference[1]
+        return self._inference
 
     def _gan_step(self) -> GANStep:
         steps = self.steps_per_epoch()
@@ -259,7 +255,7 @@ class Trainer:
     def save_generator(self, path: str | None = None) -> str:
         """The generator at the model's full size (whatever size training runs at)."""
         path = path or os.path.join(self.run_dir, GENERATOR_NAME)
-        G = self.inference_generator()
+        G, _ = self.inference_model()
         with atomic_path(path) as tmp:
             G.save(tmp)
         return path
@@ -276,7 +272,7 @@ class HeadFit(Callback):
 
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
-        G = t.inference_generator()  # whole images, as prediction reads them
+        G, _ = t.inference_model()  # whole images, as prediction reads them
         if self.fitted_generator is not G:  # resizing rebuilds G: the pass reads the new one
             cfg = t.cfg
             self.fit = DiseaseHeadFit(G, t.manifest, cfg.pipeline.sequence_length, t.classification_loss,
@@ -296,8 +292,8 @@ class Validation(Callback):
 
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
-        G = t.inference_generator()  # whole images at the saved model's size
-        scores = evaluate_prepared(G, t.manifest, "validation", t.base_cfg, t.inference_predict_fn())
+        G, predict_fn = t.inference_model()  # whole images at the saved model's size
+        scores = evaluate_prepared(G, t.manifest, "validation", t.base_cfg, predict_fn)
         return {f"val_{k}": v for k, v in scores.items() if k != "patients"}
 
 
@@ -329,7 +325,7 @@ class EpochImages(Callback):
         t = self.trainer
         if t.cfg.model.attention_gates:
             pid, (image, _) = self._first_patient()
-            G = t.inference_generator()
+            G, _ = t.inference_model()
             if tuple(image.shape[2:4]) != tuple(t.full_size):
                 image = _resized(image, t.full_size)
             save_attention_figure(G, image, os.path.join(t.run_dir, ATTENTION_NAME), f"{pid}, epoch {epoch + 1}")
@@ -339,8 +335,8 @@ class EpochImages(Callback):
         tf = import_tf()
         t = self.trainer
         _, (image, label) = self._first_patient()
-        t.inference_generator()
-        probs, _ = predict_patient(t.inference_predict_fn(), image, t.cfg.pipeline.sequence_length, 1,
+        _, predict_fn = t.inference_model()
+        probs, _ = predict_patient(predict_fn, image, t.cfg.pipeline.sequence_length, 1,
                                    t.base_cfg.pipeline.image_size)
         z = image.shape[1] // 2
         k = max(1, len(t.manifest.class_names) - 1)
