@@ -1,6 +1,7 @@
 """benchmarks/learning_curve.py: the budgets it trains are the minutes it claims."""
 
 import importlib.util
+import math
 import os
 
 import pytest
@@ -41,3 +42,15 @@ def test_each_variant_at_ten_minutes_has_the_steps_of_ten_minutes(curve, variant
 def test_a_run_that_never_leaves_the_supervised_stage_is_its_own_curve(curve):
     assert curve.variant_of(load_config(RECIPE, ["train.supervised_epochs=9"])) == "supervised_only"
     assert curve.variant_of(load_config(RECIPE, ["loss.adversarial_weight=0"])) == "supervised_only"
+
+
+def test_minutes_to_reach_a_dice_on_a_line_in_log_minutes(curve):
+    # 10 min -> 0.80 and 100 min -> 0.90: 0.85 lies half-way in log minutes, at sqrt(10 * 100) minutes
+    rows = [{"variant": "recipe", "minutes": 10.0, "dice_RV": 0.80}, {"variant": "recipe", "minutes": 100.0, "dice_RV": 0.90}]
+    assert curve.minutes_to_reach(rows, "recipe", "RV", 0.85) == pytest.approx(31.6227766)
+    # 0.95 is beyond both points: the line carries on, 0.15 above 0.80 is 1.5 decades above 10 minutes
+    assert curve.minutes_to_reach(rows, "recipe", "RV", 0.95) == pytest.approx(10 * 10 ** 1.5)
+    assert curve.minutes_to_reach(rows, "recipe", "RV", 0.75) == pytest.approx(10 / 10 ** 0.5)  # below both points
+    assert math.isnan(curve.minutes_to_reach(rows[:1], "recipe", "RV", 0.85))  # one budget: no line
+    falling = [dict(rows[0], dice_RV=0.9), dict(rows[1], dice_RV=0.8)]
+    assert math.isnan(curve.minutes_to_reach(falling, "recipe", "RV", 0.95))
