@@ -215,6 +215,10 @@ class TrainConfig:
     progressive_sizes: list[list[int]] = field(default_factory=list)
     progressive_epochs: list[int] = field(default_factory=list)
     early_stopping_patience: Optional[int] = 20  # epochs without a better validation Dice
+    # The generator the run keeps as generator.keras (ours): "best_validation", the epoch of the best
+    # validation Dice; "last", the final epoch's, which is what a run without a validation split keeps
+    # and what a schedule that decays the learning rate to its end was planned for.
+    keep_model: Literal["best_validation", "last"] = "best_validation"
     # Wall-clock budget of the whole run: no epoch starts that would end past it, judged by the
     # last epoch (ours). None: bounded by epochs alone.
     max_minutes: Optional[float] = None

@@ -177,6 +177,25 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, tmp_path, 
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
 
 
+@pytest.mark.parametrize("keep", ["best_validation", "last"])
+def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prepared, tmp_path, monkeypatch, keep):
+    from svgan.training import fit
+
+    one_epoch = tmp_path / "one_epoch"
+    train(_cfg("train.epochs=1"), brats_prepared, run_dir=str(one_epoch), verbose=False)
+    falling = iter([0.9, 0.5])  # epoch 1 validates best, epoch 2 worse
+    monkeypatch.setattr(fit, "evaluate_prepared", lambda *a, **k: {"dice_mean": next(falling)})
+    cfg = _cfg(f"train.keep_model={keep}", "train.early_stopping_patience=100")
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "run"), verbose=False)
+    kept = keras.models.load_model(tmp_path / "run" / "generator.keras").get_weights()
+    manifest = load_manifest(brats_prepared)
+    last = _final_weights(tmp_path / "run", cfg, manifest)[:len(kept)]
+    after_epoch_one = keras.models.load_model(one_epoch / "generator.keras").get_weights()
+    expected = last if keep == "last" else after_epoch_one  # the same seed trains the same first epoch
+    assert all(np.array_equal(a, b) for a, b in zip(kept, expected))
+    assert not all(np.array_equal(a, b) for a, b in zip(last, after_epoch_one))  # the two epochs differ
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(brats_prepared, tmp_path, monkeypatch):
     cfg = _cfg()
     real_step = gan_step.GANStep.step

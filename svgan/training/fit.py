@@ -236,17 +236,17 @@ class Trainer:
                 "steps_per_s": count / seconds}
 
     def end_epoch(self, score: float | None) -> bool:
-        """Book-keeping after an epoch with validation ``score`` (None: no validation): best model, early
-        stopping state, checkpoint. Returns 'improved'."""
-        improved = False
-        if score is None or score > float(self.best.numpy()):
-            improved = True
+        """Book-keeping after an epoch with validation ``score`` (None: no validation): the kept model
+        (``train.keep_model``), early stopping state, checkpoint. Returns 'improved'."""
+        improved = score is None or score > float(self.best.numpy())
+        if improved:
             if score is not None:
                 self.best.assign(score)
             self.bad_epochs.assign(0)
-            self.save_generator()
         else:
             self.bad_epochs.assign_add(1)
+        if improved or self.base_cfg.train.keep_model == "last":
+            self.save_generator()
         self.epoch.assign_add(1)
         self.step_in_epoch.assign(0)
         self.manager.save()
@@ -298,8 +298,9 @@ class Validation(Callback):
 
 
 class BestModelAndCheckpoint(Callback):
-    """The best generator on the validation score (``generator.keras``; every epoch's without a
-    validation split), the early-stopping count, then the epoch's checkpoint."""
+    """The kept generator (``generator.keras``: the best on the validation score, or every epoch's
+    with ``train.keep_model: last`` or without a validation split), the early-stopping count, then
+    the epoch's checkpoint."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
