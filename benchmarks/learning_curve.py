@@ -97,6 +97,7 @@ def _score(run_dir: str) -> dict:
     row.update({f"hd95_{r}": summary["regions"][r]["hd95"]["mean"] for r in summary["regions"]})
     row["diagnosis_head"] = summary.get("diagnosis_head", {}).get("accuracy", math.nan)
     row["diagnosis_clinical_features"] = summary.get("diagnosis_clinical_truth_fit", {}).get("accuracy", math.nan)
+    row["diagnosis_forest_on_predictions"] = summary.get("diagnosis_clinical_reference", {}).get("accuracy", math.nan)
     row.update({"steps": trained.get("steps"), "minutes_here": trained.get("minutes"),
                 "s_per_step_here": trained.get("s_per_step"), "patients": summary["patients"]})
     return row
