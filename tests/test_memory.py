@@ -45,6 +45,43 @@ def test_glibc_thresholds_are_accepted_where_the_c_library_is_glibc():
         assert _memory._glibc_mallopt() is True
 
 
+MMAPPED = """
+import ctypes
+from svgan._tf import import_tf
+import_tf()
+
+class Mallinfo2(ctypes.Structure):  # glibc's struct mallinfo2, <malloc.h>
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+libc.malloc.restype = ctypes.c_void_p
+before = libc.mallinfo2().hblkhd  # bytes in blocks served by mmap
+block = libc.malloc(24 * 1024 * 1024)
+print(libc.mallinfo2().hblkhd - before)
+libc.free(ctypes.c_void_p(block))
+"""
+
+
+def _mmapped_bytes_of_a_24_mib_block(env_extra: dict) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "SVGAN_MALLOPT"}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", MMAPPED], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_large_block_comes_from_the_heap_not_from_a_fresh_mmap():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallinfo2 and the mmap threshold are glibc's")
+    # glibc's own threshold (128 KiB, raised only by frees of larger mmap'd blocks) maps 24 MiB
+    # afresh; svgan's 32 MiB threshold serves it from the heap.
+    assert _mmapped_bytes_of_a_24_mib_block({"SVGAN_MALLOPT": "0"}) >= 24 * 1024 * 1024
+    assert _mmapped_bytes_of_a_24_mib_block({}) == 0
+
+
 ARENAS = """
 import ctypes, threading
 import numpy as np
