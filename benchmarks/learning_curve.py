@@ -30,6 +30,8 @@ import math
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Seconds per step on the reference machine (2 cores at normal speed) at the real-ACDC shape
@@ -111,13 +113,10 @@ def minutes_to_reach(rows: list[dict], variant: str, region: str, target: float)
     points = sorted((r["minutes"], r[f"dice_{region}"]) for r in rows if r["variant"] == variant)
     if len({m for m, _ in points}) < 2:
         return math.nan
-    x = [math.log(m) for m, _ in points]
-    y = [d for _, d in points]
-    x_mean, y_mean = sum(x) / len(x), sum(y) / len(y)
-    slope = sum((a - x_mean) * (b - y_mean) for a, b in zip(x, y)) / sum((a - x_mean) ** 2 for a in x)
+    slope, intercept = np.polyfit([math.log(m) for m, _ in points], [d for _, d in points], 1)
     if slope <= 0:
         return math.nan
-    return math.exp(x_mean + (target - y_mean) / slope)
+    return math.exp((target - intercept) / slope)
 
 
 def _figure(rows: list[dict], path: str) -> None:
