@@ -101,6 +101,10 @@ class PipelineConfig:
     # fully convolutional, so the same weights serve both (rebuilt at each size, as for progressive
     # resizing). None: train on whole images.
     crop_size: Optional[list[int]] = None
+    # Where a training crop sits (ours): "anywhere" it fits, or centred on the "foreground" (the
+    # labelled voxels of its sequence, the image centre where there are none), nnU-Net's habit of
+    # sampling patches that hold the structures; the usual shift applies in both.
+    crop_placement: Literal["anywhere", "foreground"] = "anywhere"
     # Random windows drawn per patient per epoch; None = enough to cover its slices once.
     windows_per_patient: Optional[int] = None
     patients_in_flight: int = 4  # patients interleaved at once (memory vs shuffle quality)

@@ -195,3 +195,34 @@ def test_training_crops_are_windows_of_the_image_at_its_own_resolution(brats_pre
     batch = next(iter(make_dataset(m, "train", plain, training=True)))
     _, label = load_prepared(m.patient_file(batch["patient"].numpy()[0].decode()))
     assert np.array_equal(batch["label"].numpy()[0], label[0, batch["slice_index"].numpy()[0]][:, 8:40, 8:40])
+
+
+def test_foreground_placed_crops_centre_the_labelled_voxels(brats_prepared):
+    # No rotation, scaling, shift or noise: a foreground-placed 32 x 32 crop has its labelled voxels'
+    # mean position at its centre (to within a pixel: the window sits at whole or half pixels).
+    m = load_manifest(brats_prepared)
+    still = ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "pipeline.crop_placement=foreground",
+             "prepare.image_size=[48, 48]", "pipeline.batch_size=1"]
+    cfg = load_config(None, still + ["augment.rotation_degrees=0", "augment.scale_range=[1.0, 1.0]",
+                                     "augment.noise_std=0", "augment.max_shift_fraction=0"])
+    centred = 0
+    for batch in make_dataset(m, "train", cfg, training=True).take(12):
+        pid = batch["patient"].numpy()[0].decode()
+        _, label = load_prepared(m.patient_file(pid))
+        whole = label[0, batch["slice_index"].numpy()[0]]  # [4, 48, 48]
+        crop = batch["label"].numpy()[0]
+        if not whole.any() or crop.astype(bool).sum() < whole.astype(bool).sum():
+            continue  # nothing to centre on, or the window reaches past the image's edge
+        rows, cols = np.nonzero(crop)[1:]
+        assert abs(rows.mean() - 15.5) <= 1.0 and abs(cols.mean() - 15.5) <= 1.0
+        centred += 1
+    assert centred >= 3
+    # Without augmentation: exactly the window of whole pixels nearest to the labelled voxels' mean.
+    plain = load_config(None, still + ["augment.enabled=false"])
+    for batch in make_dataset(m, "train", plain, training=True).take(6):
+        _, label = load_prepared(m.patient_file(batch["patient"].numpy()[0].decode()))
+        whole = label[0, batch["slice_index"].numpy()[0]]
+        rows, cols = np.nonzero(whole)[1:]
+        top, left = (round(rows.mean() - 15.5), round(cols.mean() - 15.5)) if rows.size else (8, 8)
+        padded = np.pad(whole, ((0, 0), (32, 32), (32, 32)))
+        assert np.array_equal(batch["label"].numpy()[0], padded[:, 32 + top:64 + top, 32 + left:64 + left])

@@ -68,31 +68,55 @@ def extract_sequence(image: np.ndarray, label: np.ndarray | None, start: int, le
     return seq, lab, slice_index, phase
 
 
-def _affine_transform(tf, seed, height: int, width: int, out_h: int, out_w: int, aug, crop: bool = False) -> "tf.Tensor":
+def _affine_transform(tf, seed, height: int, width: int, out_h: int, out_w: int, aug, crop: bool = False,
+                      centre=None) -> "tf.Tensor":
     """One random projective transform (rotation, scale, shift) as the 8 ImageProjectiveTransform coefficients.
 
     The transform maps output pixel (x, y) to input pixel (x', y'); scaling up zooms in,
     which together with the shift is the random crop. ``crop``: the output is a window of
     out_h x out_w input pixels (no resizing) whose centre may lie anywhere the window fits,
-    plus the usual shift; otherwise the whole image is resized to the output size.
+    or, given ``centre`` (row, column of input pixels), at that point, plus the usual shift in
+    both cases; otherwise the whole image is resized to the output size.
     """
     u = tf.random.stateless_uniform([4], seed=seed)
     theta = (2.0 * u[0] - 1.0) * aug.rotation_degrees * math.pi / 180.0
     scale = aug.scale_range[0] + u[1] * (aug.scale_range[1] - aug.scale_range[0])
-    reach_x = aug.max_shift_fraction * width + (max(0, width - out_w) / 2.0 if crop else 0.0)
-    reach_y = aug.max_shift_fraction * height + (max(0, height - out_h) / 2.0 if crop else 0.0)
+    anywhere = crop and centre is None
+    reach_x = aug.max_shift_fraction * width + (max(0, width - out_w) / 2.0 if anywhere else 0.0)
+    reach_y = aug.max_shift_fraction * height + (max(0, height - out_h) / 2.0 if anywhere else 0.0)
     shift_x = (2.0 * u[2] - 1.0) * reach_x
     shift_y = (2.0 * u[3] - 1.0) * reach_y
     # Output -> input: centre, undo output resizing, rotate by -theta, divide by the zoom, re-centre.
     sx, sy = (1.0, 1.0) if crop else (width / out_w, height / out_h)
     c, s = tf.cos(theta) / scale, tf.sin(theta) / scale
     cx_out, cy_out = (out_w - 1) / 2.0, (out_h - 1) / 2.0
-    cx_in, cy_in = (width - 1) / 2.0 + shift_x, (height - 1) / 2.0 + shift_y
+    if centre is None:
+        cx_in, cy_in = (width - 1) / 2.0 + shift_x, (height - 1) / 2.0 + shift_y
+    else:
+        cx_in, cy_in = centre[1] + shift_x, centre[0] + shift_y
     a0, a1 = c * sx, s * sy
     b0, b1 = -s * sx, c * sy
     a2 = cx_in - a0 * cx_out - a1 * cy_out
     b2 = cy_in - b0 * cx_out - b1 * cy_out
     return tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[None]
+
+
+def _window_transform(tf, centre, out_h: int, out_w: int) -> "tf.Tensor":
+    """The translation whose output is the out_h x out_w window of input pixels centred, to the nearest
+    whole pixel, on ``centre`` (row, column): an exact window, no interpolation."""
+    top = tf.round(centre[0] - (out_h - 1) / 2.0)
+    left = tf.round(centre[1] - (out_w - 1) / 2.0)
+    return tf.stack([1.0, 0.0, left, 0.0, 1.0, top, 0.0, 0.0])[None]
+
+
+def foreground_centre(label: np.ndarray) -> np.ndarray:
+    """(row, column) of the mean position of the labelled voxels of a sequence's label [T, H, W];
+    the image centre where nothing is labelled."""
+    rows, cols = np.nonzero(label.any(axis=0))
+    if rows.size == 0:
+        return np.array([(label.shape[1] - 1) / 2.0, (label.shape[2] - 1) / 2.0], np.float32)
+    weights = label.astype(bool).sum(axis=0)[rows, cols]
+    return np.array([np.average(rows, weights=weights), np.average(cols, weights=weights)], np.float32)
 
 
 def _warp(tf, images, transform, out_h, out_w, interpolation: str):
@@ -161,7 +185,8 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
         disease = manifest.patients[pid]["disease"]
         for start in window_starts(image.shape[1], length, training, rng, pipe.windows_per_patient):
             seq, lab, slice_index, phase = extract_sequence(image, label, start, length)
-            yield seq, lab, np.int32(-1 if disease is None else disease), slice_index, phase, pid.encode()
+            yield (seq, lab, np.int32(-1 if disease is None else disease), slice_index, phase, pid.encode(),
+                   foreground_centre(lab))
 
     signature = (
         tf.TensorSpec([seq_len, h, w, channels], tf.float32),
@@ -170,6 +195,7 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
         tf.TensorSpec([seq_len], tf.int32),
         tf.TensorSpec([seq_len], tf.int32),
         tf.TensorSpec([], tf.string),
+        tf.TensorSpec([2], tf.float32),
     )
 
     def patient_windows(index, random_seed):
@@ -189,15 +215,20 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     if training:
         ds = ds.shuffle(pipe.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
 
-    def to_dict(image, label, disease, slice_index, phase, patient, element_seed=None):
+    def to_dict(image, label, disease, slice_index, phase, patient, centre, element_seed=None):
         if training and aug.enabled:
             s = tf.stack([element_seed, tf.constant(seed, tf.int64)])
-            transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop)
+            on_foreground = crop and pipe.crop_placement == "foreground"
+            transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop, centre if on_foreground else None)
             image = _warp(tf, image, transform, out_h, out_w, "BILINEAR")
             label = tf.cast(_warp(tf, tf.cast(label[..., None], tf.float32), transform, out_h, out_w, "NEAREST")[..., 0], tf.int32)
             if aug.noise_std > 0:
                 noise = tf.random.stateless_normal(tf.shape(image), seed=s[::-1])
                 image = image + aug.noise_std * noise
+        elif crop and pipe.crop_placement == "foreground":  # not augmented: the window on the foreground
+            transform = _window_transform(tf, centre, out_h, out_w)
+            image = _warp(tf, image, transform, out_h, out_w, "BILINEAR")
+            label = tf.cast(_warp(tf, tf.cast(label[..., None], tf.float32), transform, out_h, out_w, "NEAREST")[..., 0], tf.int32)
         elif crop:  # not augmented: the central window
             image = tf.image.resize_with_crop_or_pad(image, out_h, out_w)
             label = tf.image.resize_with_crop_or_pad(label[..., None], out_h, out_w)[..., 0]
