@@ -161,6 +161,7 @@ def main() -> None:
 
     from svgan.config import load_config
     from svgan.data.io import write_csv
+    from svgan.errors import SvganError
     from svgan.runs import load_run
     from svgan.training.fit import train
 
@@ -178,7 +179,10 @@ def main() -> None:
             if not os.path.isfile(os.path.join(run_dir, "summary.json")):
                 resume = os.path.isdir(os.path.join(run_dir, "checkpoints"))
                 print(f"{variant}, {minutes:g} minutes: {' '.join(overrides)}", flush=True)
-                train(cfg, args.data, run_dir=run_dir, resume=resume)
+                try:
+                    train(cfg, args.data, run_dir=run_dir, resume=resume)
+                except SvganError as e:  # Ctrl-C (checkpoint saved: the next call resumes) or bad input
+                    sys.exit(str(e))
             row = {"variant": variant, "minutes": round(reference_minutes(cfg), 1), **_score(run_dir)}
             rows.append(row)
             print(row, flush=True)
