@@ -39,6 +39,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # GAN step 1.12 s were measured there; the one-forward GAN step costs 0.91 of the two-forward one
 # (benchmarks/model_speed.py --only real-acdc --part train, before and after, on one machine).
 REFERENCE_S_PER_STEP = {"supervised": 0.52, "adversarial": 1.12 * 0.91}
+# A step on training crops (pipeline.crop_size) costs this fraction of a whole-image step: measured
+# on this project's machine, alone, twice each (benchmarks/model_speed.py --only real-acdc --part
+# train with and without the crop). Other crop sizes: the fraction of pixels.
+CROP_COST = {(96, 96): {"supervised": 0.56, "adversarial": 0.55}}
+WHOLE_IMAGE = (128, 128)
 TRAINED_VARIANTS = ("recipe", "gan_from_step_one")  # what this script trains
 VARIANTS = TRAINED_VARIANTS + ("supervised_only",)  # what --runs may add
 # Held-out Dice a user of the recipe aims at (the level of the ACDC challenge's entries; Bernard et
@@ -46,12 +51,20 @@ VARIANTS = TRAINED_VARIANTS + ("supervised_only",)  # what --runs may add
 QUALITY_BAR = {"LV": 0.92, "RV": 0.85, "MYO": 0.85}
 
 
+def reference_s_per_step(cfg) -> dict:
+    """Seconds per supervised and adversarial step of ``cfg`` on the reference machine."""
+    crop = tuple(cfg.pipeline.crop_size or WHOLE_IMAGE)
+    pixels = crop[0] * crop[1] / (WHOLE_IMAGE[0] * WHOLE_IMAGE[1])
+    cost = CROP_COST.get(crop, {"supervised": pixels, "adversarial": pixels})
+    return {stage: s * cost[stage] for stage, s in REFERENCE_S_PER_STEP.items()}
+
+
 def reference_minutes(cfg) -> float:
     """Minutes of training steps of ``cfg`` at the reference rates."""
-    t = cfg.train
+    t, rate = cfg.train, reference_s_per_step(cfg)
     steps = t.steps_per_epoch
-    return steps * (t.supervised_epochs * REFERENCE_S_PER_STEP["supervised"]
-                    + (t.epochs - t.supervised_epochs) * REFERENCE_S_PER_STEP["adversarial"]) / 60.0
+    return steps * (t.supervised_epochs * rate["supervised"]
+                    + (t.epochs - t.supervised_epochs) * rate["adversarial"]) / 60.0
 
 
 def variant_of(cfg) -> str:
@@ -69,7 +82,7 @@ def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
     the same epochs and stages, each epoch's steps scaled so that the steps fill the budget."""
     t = cfg.train
     if variant == "gan_from_step_one":
-        per_epoch = minutes * 60 / (t.epochs * REFERENCE_S_PER_STEP["adversarial"])
+        per_epoch = minutes * 60 / (t.epochs * reference_s_per_step(cfg)["adversarial"])
         return [f"train.steps_per_epoch={max(1, round(per_epoch))}", "train.supervised_epochs=0",
                 "train.adversarial_ramp_steps=0"]
     scale = minutes / reference_minutes(cfg)

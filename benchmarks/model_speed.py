@@ -112,6 +112,14 @@ def run(name: str, part: str, overrides: list[str], mode: str = "central") -> No
     if part == "infer":  # the generator alone, as a prediction command holds it
         _inference(name, spec, G, t, b, rng, mode)
         return
+    # Training steps run on the configuration's crops where it trains on crops (pipeline.crop_size).
+    if cfg.pipeline.crop_size:
+        h, w = cfg.pipeline.crop_size
+        if h != w:
+            sys.exit("model_speed.py times square inputs; pipeline.crop_size is not square")
+        size = h
+    G = build_generator(cfg.model, (size, size), c, NUM_CLASSES, spec["diseases"], spec["phases"],
+                        cosine_classifier=uses_cosine_classifier(cfg.model, cfg.loss))
     D = build_discriminator(cfg.model, (size, size), c, NUM_CLASSES)
     # A cosine schedule needs a planned length; its value does not change a step's cost.
     # LDAM / LMF margins need class counts: the demo's 3:1 patient ratio.
