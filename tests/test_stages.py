@@ -21,7 +21,8 @@ COHORT = os.path.join(SHARED_DATA, "acdc-training")
 PATIENTS = ("patient002", "patient042", "patient062")  # DCM, MINF, NOR
 CONFIG = os.path.join(REPO, "configs", "real_acdc.yaml")
 # Epoch 1 supervised, epochs 2-3 adversarial, the weight reaching 0.1 over 3 updates (2 per epoch).
-STAGED = TINY_MODEL + ["pipeline.sequence_length=4", "train.steps_per_epoch=2", "train.epochs=3",
+# 32 x 32 training windows of the 64 x 64 test images, as the recipe trains on windows of its images.
+STAGED = TINY_MODEL + ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "train.steps_per_epoch=2", "train.epochs=3",
                        "train.supervised_epochs=1", "train.adversarial_ramp_steps=3", "loss.adversarial_weight=0.1",
                        "train.lr_schedule=constant", "train.head_fit_iterations=5", "train.max_minutes=null"]
 
@@ -53,7 +54,7 @@ def real_prepared(tmp_path_factory):
     out = str(root / "prepared")
     assert main(["prepare", "acdc", str(raw), out, "--config", CONFIG, "--workers", "1",
                  "--set", "prepare.split_fractions=[1.0, 0.0, 0.0]", "--set", "prepare.image_size=[64, 64]",
-                 "--set", "prepare.target_spacing=[4.0, 4.0, null]"]) == 0
+                 "--set", "prepare.target_spacing=[4.0, 4.0, null]", "--set", "pipeline.crop_size=[32, 32]"]) == 0
     return out
 
 
