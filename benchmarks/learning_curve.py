@@ -25,6 +25,7 @@ Writes ``learning_curve.md`` / ``.csv`` (the table) and ``learning_curve.png`` (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -88,6 +89,15 @@ def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
     scale = minutes / reference_minutes(cfg)
     return [f"train.steps_per_epoch={max(1, round(t.steps_per_epoch * scale))}",
             f"train.adversarial_ramp_steps={round(t.adversarial_ramp_steps * scale)}"]
+
+
+def changed_settings(saved, wanted) -> list[str]:
+    """The settings (``section.key``) in which a run folder's config differs from the one asked for."""
+    changed = []
+    for section in ("model", "loss", "pipeline", "augment", "train"):
+        old, new = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(wanted, section))
+        changed += [f"{section}.{key}" for key in new if old.get(key) != new[key]]
+    return changed
 
 
 def _test_scores(run_dir: str) -> dict:
@@ -191,6 +201,10 @@ def main() -> None:
             cfg = load_config(args.config, overrides)
             if not os.path.isfile(os.path.join(run_dir, "summary.json")):
                 resume = os.path.isdir(os.path.join(run_dir, "checkpoints"))
+                changed = changed_settings(load_run(run_dir)[0], cfg) if resume else []
+                if changed:  # e.g. the recipe changed since the run started: resuming would mix two recipes
+                    sys.exit(f"{run_dir}: trained with other settings than asked for ({', '.join(changed)}); "
+                             f"finish it with `svgan train --resume {run_dir}` or give another --out")
                 print(f"{variant}, {minutes:g} minutes: {' '.join(overrides)}", flush=True)
                 try:
                     train(cfg, args.data, run_dir=run_dir, resume=resume)

@@ -62,3 +62,10 @@ def test_minutes_to_reach_a_dice_on_a_line_in_log_minutes(curve):
     assert math.isnan(curve.minutes_to_reach(rows[:1], "recipe", "RV", 0.85))  # one budget: no line
     falling = [dict(rows[0], dice_RV=0.9), dict(rows[1], dice_RV=0.8)]
     assert math.isnan(curve.minutes_to_reach(falling, "recipe", "RV", 0.95))
+
+
+def test_a_run_of_another_recipe_is_not_resumed_under_this_one(curve):
+    recipe = load_config(RECIPE)
+    assert curve.changed_settings(recipe, load_config(RECIPE)) == []
+    whole_images = load_config(RECIPE, ["pipeline.crop_size=null", "train.steps_per_epoch=280"])
+    assert curve.changed_settings(whole_images, recipe) == ["pipeline.crop_size", "train.steps_per_epoch"]
