@@ -106,20 +106,19 @@ def run(name: str, part: str, overrides: list[str], mode: str = "central") -> No
     cfg = load_config(os.path.join(REPO, spec["file"]), overrides)
     size, t, b, c = spec["size"], cfg.pipeline.sequence_length, cfg.pipeline.batch_size, spec["channels"]
     rt = runtime.configure(cfg.train, cfg.seed)
-    G = build_generator(cfg.model, (size, size), c, NUM_CLASSES, spec["diseases"], spec["phases"],
-                        cosine_classifier=uses_cosine_classifier(cfg.model, cfg.loss))
-    rng = np.random.default_rng(0)
-    if part == "infer":  # the generator alone, as a prediction command holds it
-        _inference(name, spec, G, t, b, rng, mode)
-        return
-    # Training steps run on the configuration's crops where it trains on crops (pipeline.crop_size).
-    if cfg.pipeline.crop_size:
+    # Training steps run on the configuration's crops where it trains on crops (pipeline.crop_size);
+    # inference always sees whole images.
+    if part != "infer" and cfg.pipeline.crop_size:
         h, w = cfg.pipeline.crop_size
         if h != w:
             sys.exit("model_speed.py times square inputs; pipeline.crop_size is not square")
         size = h
     G = build_generator(cfg.model, (size, size), c, NUM_CLASSES, spec["diseases"], spec["phases"],
                         cosine_classifier=uses_cosine_classifier(cfg.model, cfg.loss))
+    rng = np.random.default_rng(0)
+    if part == "infer":  # the generator alone, as a prediction command holds it
+        _inference(name, spec, G, t, b, rng, mode)
+        return
     D = build_discriminator(cfg.model, (size, size), c, NUM_CLASSES)
     # A cosine schedule needs a planned length; its value does not change a step's cost.
     # LDAM / LMF margins need class counts: the demo's 3:1 patient ratio.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from .._tf import import_tf
 from ..config import Config
@@ -112,11 +113,21 @@ def _window_transform(tf, centre, out_h: int, out_w: int) -> "tf.Tensor":
 def foreground_centre(label: np.ndarray) -> np.ndarray:
     """(row, column) of the mean position of the labelled voxels of a sequence's label [T, H, W];
     the image centre where nothing is labelled."""
-    rows, cols = np.nonzero(label.any(axis=0))
-    if rows.size == 0:
-        return np.array([(label.shape[1] - 1) / 2.0, (label.shape[2] - 1) / 2.0], np.float32)
-    weights = label.astype(bool).sum(axis=0)[rows, cols]
-    return np.array([np.average(rows, weights=weights), np.average(cols, weights=weights)], np.float32)
+    if not label.any():
+        return image_centre(label.shape[1:])
+    return np.array(ndimage.center_of_mass(label > 0)[1:], np.float32)
+
+
+def image_centre(shape) -> np.ndarray:
+    """(row, column) of the centre of an image of ``shape`` [H, W]."""
+    return np.array([(shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0], np.float32)
+
+
+def _warp_image_and_label(tf, image, label, transform, out_h, out_w):
+    """``image`` (bilinear) and its integer ``label`` (nearest) through one transform."""
+    image = _warp(tf, image, transform, out_h, out_w, "BILINEAR")
+    label = tf.cast(_warp(tf, tf.cast(label[..., None], tf.float32), transform, out_h, out_w, "NEAREST")[..., 0], tf.int32)
+    return image, label
 
 
 def _warp(tf, images, transform, out_h, out_w, interpolation: str):
@@ -176,6 +187,7 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     crop = training and bool(pipe.crop_size)
     if crop:
         out_h, out_w = pipe.crop_size
+    on_foreground = crop and pipe.crop_placement == "foreground"
     num_classes = len(manifest.class_names)
 
     def windows(index, random_seed):
@@ -185,8 +197,8 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
         disease = manifest.patients[pid]["disease"]
         for start in window_starts(image.shape[1], length, training, rng, pipe.windows_per_patient):
             seq, lab, slice_index, phase = extract_sequence(image, label, start, length)
-            yield (seq, lab, np.int32(-1 if disease is None else disease), slice_index, phase, pid.encode(),
-                   foreground_centre(lab))
+            centre = foreground_centre(lab) if on_foreground else image_centre(lab.shape[1:])
+            yield seq, lab, np.int32(-1 if disease is None else disease), slice_index, phase, pid.encode(), centre
 
     signature = (
         tf.TensorSpec([seq_len, h, w, channels], tf.float32),
@@ -218,17 +230,13 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     def to_dict(image, label, disease, slice_index, phase, patient, centre, element_seed=None):
         if training and aug.enabled:
             s = tf.stack([element_seed, tf.constant(seed, tf.int64)])
-            on_foreground = crop and pipe.crop_placement == "foreground"
             transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop, centre if on_foreground else None)
-            image = _warp(tf, image, transform, out_h, out_w, "BILINEAR")
-            label = tf.cast(_warp(tf, tf.cast(label[..., None], tf.float32), transform, out_h, out_w, "NEAREST")[..., 0], tf.int32)
+            image, label = _warp_image_and_label(tf, image, label, transform, out_h, out_w)
             if aug.noise_std > 0:
                 noise = tf.random.stateless_normal(tf.shape(image), seed=s[::-1])
                 image = image + aug.noise_std * noise
-        elif crop and pipe.crop_placement == "foreground":  # not augmented: the window on the foreground
-            transform = _window_transform(tf, centre, out_h, out_w)
-            image = _warp(tf, image, transform, out_h, out_w, "BILINEAR")
-            label = tf.cast(_warp(tf, tf.cast(label[..., None], tf.float32), transform, out_h, out_w, "NEAREST")[..., 0], tf.int32)
+        elif on_foreground:  # not augmented: the window on the foreground
+            image, label = _warp_image_and_label(tf, image, label, _window_transform(tf, centre, out_h, out_w), out_h, out_w)
         elif crop:  # not augmented: the central window
             image = tf.image.resize_with_crop_or_pad(image, out_h, out_w)
             label = tf.image.resize_with_crop_or_pad(label[..., None], out_h, out_w)[..., 0]
