@@ -105,6 +105,10 @@ class PipelineConfig:
     # labelled voxels of its sequence, the image centre where there are none), nnU-Net's habit of
     # sampling patches that hold the structures; the usual shift applies in both.
     crop_placement: Literal["anywhere", "foreground"] = "anywhere"
+    # With crop_placement "foreground": the share of training windows centred on the foreground,
+    # each drawn at random; the rest are placed anywhere (ours: nnU-Net places a third of its
+    # patches on the foreground, so that the model also learns the periphery it predicts on).
+    foreground_fraction: float = 1.0
     # Random windows drawn per patient per epoch; None = enough to cover its slices once.
     windows_per_patient: Optional[int] = None
     patients_in_flight: int = 4  # patients interleaved at once (memory vs shuffle quality)
@@ -321,6 +325,7 @@ def _validate(cfg: Config, source: str | None) -> None:
           "and no larger than the image")
     check(q.crop_size is None or not (q.image_size or cfg.train.progressive_sizes),
           "pipeline.crop_size does not combine with pipeline.image_size or train.progressive_sizes")
+    check(0 <= q.foreground_fraction <= 1, "pipeline.foreground_fraction must be in [0, 1]")
     check(q.patients_in_flight >= 1 and q.shuffle_buffer >= 1, "pipeline.patients_in_flight and shuffle_buffer must be >= 1")
     m, t, lo = cfg.model, cfg.train, cfg.loss
     check(1 <= m.depth <= 6 and m.convs_per_level >= 1, "model.depth must be in [1, 6] and model.convs_per_level >= 1")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from svgan.config import load_config
+from svgan.errors import ConfigError
 from svgan.data.manifest import Manifest, load_manifest
 from svgan.data.pipeline import extract_sequence, make_dataset, patient_draws, window_starts
 from svgan.data.prepare import load_prepared
@@ -226,3 +227,35 @@ def test_foreground_placed_crops_centre_the_labelled_voxels(brats_prepared):
         top, left = (round(rows.mean() - 15.5), round(cols.mean() - 15.5)) if rows.size else (8, 8)
         padded = np.pad(whole, ((0, 0), (32, 32), (32, 32)))
         assert np.array_equal(batch["label"].numpy()[0], padded[:, 32 + top:64 + top, 32 + left:64 + left])
+
+
+def test_a_foreground_fraction_mixes_heart_windows_with_windows_anywhere(brats_prepared):
+    # Without augmentation a foreground window is the exact window nearest the labelled voxels' mean
+    # and a window "anywhere" is the central one: with foreground_fraction 0.5 both kinds occur, and
+    # nothing else does.
+    m = load_manifest(brats_prepared)
+    cfg = load_config(None, ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "pipeline.crop_placement=foreground",
+                             "pipeline.foreground_fraction=0.5", "prepare.image_size=[48, 48]", "pipeline.batch_size=1",
+                             "augment.enabled=false"])
+    kinds = {"foreground": 0, "central": 0}
+    for batch in make_dataset(m, "train", cfg, training=True).take(24):
+        _, label = load_prepared(m.patient_file(batch["patient"].numpy()[0].decode()))
+        whole = label[0, batch["slice_index"].numpy()[0]]
+        rows, cols = np.nonzero(whole)[1:]
+        if not rows.size:
+            continue
+        top, left = round(rows.mean() - 15.5), round(cols.mean() - 15.5)
+        if (top, left) == (8, 8):
+            continue  # the two placements coincide
+        padded = np.pad(whole, ((0, 0), (32, 32), (32, 32)))
+        crop = batch["label"].numpy()[0]
+        on_foreground = np.array_equal(crop, padded[:, 32 + top:64 + top, 32 + left:64 + left])
+        central = np.array_equal(crop, whole[:, 8:40, 8:40])
+        assert on_foreground or central
+        kinds["foreground" if on_foreground else "central"] += 1
+    assert kinds["foreground"] >= 2 and kinds["central"] >= 2, kinds
+
+
+def test_a_foreground_fraction_outside_zero_to_one_is_refused():
+    with pytest.raises(ConfigError, match="pipeline.foreground_fraction"):
+        load_config(None, ["pipeline.foreground_fraction=1.5"])

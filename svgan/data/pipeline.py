@@ -70,31 +70,27 @@ def extract_sequence(image: np.ndarray, label: np.ndarray | None, start: int, le
 
 
 def _affine_transform(tf, seed, height: int, width: int, out_h: int, out_w: int, aug, crop: bool = False,
-                      centre=None) -> "tf.Tensor":
+                      centre=None, spread=None) -> "tf.Tensor":
     """One random projective transform (rotation, scale, shift) as the 8 ImageProjectiveTransform coefficients.
 
     The transform maps output pixel (x, y) to input pixel (x', y'); scaling up zooms in,
     which together with the shift is the random crop. ``crop``: the output is a window of
-    out_h x out_w input pixels (no resizing) whose centre may lie anywhere the window fits,
-    or, given ``centre`` (row, column of input pixels), at that point, plus the usual shift in
-    both cases; otherwise the whole image is resized to the output size.
+    out_h x out_w input pixels (no resizing) whose centre is drawn uniformly within ``spread``
+    (rows, columns) of ``centre`` (row, column of input pixels), plus the usual shift; otherwise
+    the whole image, shifted, is resized to the output size.
     """
     u = tf.random.stateless_uniform([4], seed=seed)
     theta = (2.0 * u[0] - 1.0) * aug.rotation_degrees * math.pi / 180.0
     scale = aug.scale_range[0] + u[1] * (aug.scale_range[1] - aug.scale_range[0])
-    anywhere = crop and centre is None
-    reach_x = aug.max_shift_fraction * width + (max(0, width - out_w) / 2.0 if anywhere else 0.0)
-    reach_y = aug.max_shift_fraction * height + (max(0, height - out_h) / 2.0 if anywhere else 0.0)
-    shift_x = (2.0 * u[2] - 1.0) * reach_x
-    shift_y = (2.0 * u[3] - 1.0) * reach_y
+    if centre is None:
+        centre, spread = image_centre((height, width)), np.zeros(2, np.float32)
+    shift_x = (2.0 * u[2] - 1.0) * (aug.max_shift_fraction * width + spread[1])
+    shift_y = (2.0 * u[3] - 1.0) * (aug.max_shift_fraction * height + spread[0])
     # Output -> input: centre, undo output resizing, rotate by -theta, divide by the zoom, re-centre.
     sx, sy = (1.0, 1.0) if crop else (width / out_w, height / out_h)
     c, s = tf.cos(theta) / scale, tf.sin(theta) / scale
     cx_out, cy_out = (out_w - 1) / 2.0, (out_h - 1) / 2.0
-    if centre is None:
-        cx_in, cy_in = (width - 1) / 2.0 + shift_x, (height - 1) / 2.0 + shift_y
-    else:
-        cx_in, cy_in = centre[1] + shift_x, centre[0] + shift_y
+    cx_in, cy_in = centre[1] + shift_x, centre[0] + shift_y
     a0, a1 = c * sx, s * sy
     b0, b1 = -s * sx, c * sy
     a2 = cx_in - a0 * cx_out - a1 * cy_out
@@ -187,8 +183,16 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     crop = training and bool(pipe.crop_size)
     if crop:
         out_h, out_w = pipe.crop_size
-    on_foreground = crop and pipe.crop_placement == "foreground"
+    # The share of training windows centred on the labelled voxels; the rest may sit anywhere they fit.
+    on_foreground = (pipe.foreground_fraction if pipe.crop_placement == "foreground" else 0.0) if crop else 0.0
+    anywhere_spread = np.array([max(0, h - out_h) / 2.0, max(0, w - out_w) / 2.0], np.float32)
     num_classes = len(manifest.class_names)
+
+    def placement(lab, rng):
+        """(centre, spread) of a training window: its centre is drawn within spread of centre."""
+        if on_foreground >= 1 or (on_foreground > 0 and rng.random() < on_foreground):
+            return foreground_centre(lab), np.zeros(2, np.float32)
+        return image_centre(lab.shape[1:]), anywhere_spread if crop else np.zeros(2, np.float32)
 
     def windows(index, random_seed):
         pid = ids[int(index)]
@@ -197,8 +201,8 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
         disease = manifest.patients[pid]["disease"]
         for start in window_starts(image.shape[1], length, training, rng, pipe.windows_per_patient):
             seq, lab, slice_index, phase = extract_sequence(image, label, start, length)
-            centre = foreground_centre(lab) if on_foreground else image_centre(lab.shape[1:])
-            yield seq, lab, np.int32(-1 if disease is None else disease), slice_index, phase, pid.encode(), centre
+            centre, spread = placement(lab, rng)
+            yield seq, lab, np.int32(-1 if disease is None else disease), slice_index, phase, pid.encode(), centre, spread
 
     signature = (
         tf.TensorSpec([seq_len, h, w, channels], tf.float32),
@@ -207,6 +211,7 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
         tf.TensorSpec([seq_len], tf.int32),
         tf.TensorSpec([seq_len], tf.int32),
         tf.TensorSpec([], tf.string),
+        tf.TensorSpec([2], tf.float32),
         tf.TensorSpec([2], tf.float32),
     )
 
@@ -227,15 +232,15 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
     if training:
         ds = ds.shuffle(pipe.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
 
-    def to_dict(image, label, disease, slice_index, phase, patient, centre, element_seed=None):
+    def to_dict(image, label, disease, slice_index, phase, patient, centre, spread, element_seed=None):
         if training and aug.enabled:
             s = tf.stack([element_seed, tf.constant(seed, tf.int64)])
-            transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop, centre if on_foreground else None)
+            transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop, centre, spread)
             image, label = _warp_image_and_label(tf, image, label, transform, out_h, out_w)
             if aug.noise_std > 0:
                 noise = tf.random.stateless_normal(tf.shape(image), seed=s[::-1])
                 image = image + aug.noise_std * noise
-        elif on_foreground:  # not augmented: the window on the foreground
+        elif on_foreground > 0:  # not augmented: the window on the foreground, or the central one
             image, label = _warp_image_and_label(tf, image, label, _window_transform(tf, centre, out_h, out_w), out_h, out_w)
         elif crop:  # not augmented: the central window
             image = tf.image.resize_with_crop_or_pad(image, out_h, out_w)
