@@ -17,9 +17,15 @@ with ``svgan evaluate``:
 Runs live in ``OUT/<variant>_<M>min``; a finished one is scored again but not retrained, an
 interrupted one resumes. ``--runs RUN ...`` adds run folders trained elsewhere on the same
 prepared folder (e.g. by ``make real-acdc-benchmark``), each placed by its own config: its
-variant (``supervised_only`` when it never reaches the adversarial stage) and reference minutes. Minutes are stated two ways: at the reference rates (what the step
-count costs on the machine the recipe is sized for) and as measured here (``summary.json``).
-Writes ``learning_curve.md`` / ``.csv`` (the table) and ``learning_curve.png`` (the figure).
+variant (``supervised_only`` when it never reaches the adversarial stage), what its training
+steps saw (whole images or windows) and its reference minutes. ``--table CSV ...`` adds the rows
+an earlier call wrote (its ``learning_curve.csv``), so that a curve outlives its run folders; the
+README's figure is ``learning_curve.png`` of a call with ``--minutes --table
+docs/figures/real_acdc_learning_curve.csv``, the rows measured so far.
+
+Minutes are stated two ways: at the reference rates (what the step count costs on the machine
+the recipe is sized for) and as measured here (``summary.json``). Writes ``learning_curve.md`` /
+``.csv`` (the table) and ``learning_curve.png`` (the figure).
 """
 
 from __future__ import annotations
@@ -78,6 +84,41 @@ def variant_of(cfg) -> str:
     return "recipe"
 
 
+def training_input(cfg) -> str:
+    """What the training steps of ``cfg`` see: whole images, or windows and where they are placed.
+    Runs that differ in this are separate curves: a window step costs less than a whole-image one."""
+    p = cfg.pipeline
+    if not p.crop_size:
+        return "whole images"
+    window = f"{p.crop_size[0]} x {p.crop_size[1]} windows"
+    if p.crop_placement != "foreground":
+        return f"{window} anywhere"
+    if p.foreground_fraction < 1:
+        return f"{window}, {p.foreground_fraction:g} on the heart"
+    return f"{window} on the heart"
+
+
+def series_of(row: dict) -> str:
+    """The curve a table row belongs to."""
+    return f"{row['variant']}, {row['input']}"
+
+
+def read_table(path: str) -> list[dict]:
+    """Rows of a ``learning_curve.csv``, numbers as floats (NaN where a cell is empty)."""
+    import csv
+
+    def value(cell: str):
+        for number in (int, float):
+            try:
+                return number(cell) if cell else math.nan
+            except ValueError:
+                pass
+        return cell
+
+    with open(path, newline="") as f:
+        return [{key: value(cell) for key, cell in row.items()} for row in csv.DictReader(f)]
+
+
 def variant_overrides(cfg, variant: str, minutes: float) -> list[str]:
     """``--set`` overrides that make ``cfg`` (with ``train.steps_per_epoch`` set) the variant at ``minutes``:
     the same epochs and stages, each epoch's steps scaled so that the steps fill the budget."""
@@ -128,12 +169,12 @@ def _score(run_dir: str) -> dict:
     return row
 
 
-def minutes_to_reach(rows: list[dict], variant: str, region: str, target: float) -> float:
+def minutes_to_reach(rows: list[dict], series: str, region: str, target: float) -> float:
     """Reference minutes at which the least-squares line of Dice against log(minutes) through the
-    variant's points reaches ``target``: a planning figure, extrapolated where the target lies beyond
+    points of one curve (``series_of``) reaches ``target``: a planning figure, extrapolated where the target lies beyond
     the points (Dice saturates, so a line in log-minutes is, if anything, too hopeful). NaN with fewer
     than two budgets or a curve that does not rise."""
-    points = sorted((r["minutes"], r[f"dice_{region}"]) for r in rows if r["variant"] == variant)
+    points = sorted((r["minutes"], r[f"dice_{region}"]) for r in rows if series_of(r) == series)
     if len({m for m, _ in points}) < 2:
         return math.nan
     slope, intercept = np.polyfit([math.log(m) for m, _ in points], [d for _, d in points], 1)
@@ -143,29 +184,31 @@ def minutes_to_reach(rows: list[dict], variant: str, region: str, target: float)
 
 
 def _figure(rows: list[dict], path: str) -> None:
+    """Dice per structure and the model head's diagnosis accuracy (the package's default diagnosis)
+    against minutes: one line per curve, the marker for the variant and the colour for the input."""
     from svgan.figures import pyplot, save_figure
 
     plt = pyplot()
     regions = [k[5:] for k in rows[0] if k.startswith("dice_")]
-    fig, axes = plt.subplots(1, len(regions) + 1, figsize=(3.2 * (len(regions) + 1), 3.2), sharex=True)
-    for variant, style in zip(VARIANTS, ("o-", "s--", "^:")):
-        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["minutes"])
-        if not mine:
-            continue
+    markers = dict(zip(VARIANTS, ("o-", "s--", "^:")))
+    inputs = list(dict.fromkeys(r["input"] for r in rows))
+    colours = dict(zip(inputs, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, axes = plt.subplots(1, len(regions) + 1, figsize=(3.2 * (len(regions) + 1), 4.0), sharex=True)
+    for series in dict.fromkeys(series_of(r) for r in rows):
+        mine = sorted((r for r in rows if series_of(r) == series), key=lambda r: r["minutes"])
+        style = dict(color=colours[mine[0]["input"]], label=series)
         x = [r["minutes"] for r in mine]
-        for ax, region in zip(axes, regions):
-            ax.plot(x, [r[f"dice_{region}"] for r in mine], style, label=variant)
-            ax.set_title(f"Dice {region}")
-        axes[-1].plot(x, [r["diagnosis_clinical_features"] for r in mine], style, label=f"{variant}, clinical features")
-        axes[-1].plot(x, [r["diagnosis_head"] for r in mine], style, alpha=0.5, label=f"{variant}, head")
-        axes[-1].set_title("diagnosis accuracy")
-    for ax in axes:
+        for ax, column in zip(axes, [f"dice_{region}" for region in regions] + ["diagnosis_head"]):
+            ax.plot(x, [r[column] for r in mine], markers[mine[0]["variant"]], **style)
+    for ax, title in zip(axes, [f"Dice {region}" for region in regions] + ["diagnosis accuracy (head)"]):
+        ax.set_title(title)
         ax.set_xscale("log")
         ax.set_xlabel("training minutes (reference machine)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[-1].legend(fontsize=6)
-    save_figure(fig, path, dpi=90)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=7)
+    fig.subplots_adjust(left=0.05, right=0.99, top=0.92, bottom=0.32, wspace=0.3)  # room for the legend below
+    save_figure(fig, path, dpi=90, tight=False)
 
 
 def main() -> None:
@@ -180,6 +223,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change the recipe")
     parser.add_argument("--runs", nargs="*", default=[], metavar="RUN",
                         help="finished run folders on the same prepared folder to score and add")
+    parser.add_argument("--table", nargs="*", default=[], metavar="CSV",
+                        help="learning_curve.csv files of earlier calls whose rows to add")
     args = parser.parse_args()
 
     from svgan.config import load_config
@@ -210,27 +255,33 @@ def main() -> None:
                     train(cfg, args.data, run_dir=run_dir, resume=resume)
                 except SvganError as e:  # Ctrl-C (checkpoint saved: the next call resumes) or bad input
                     sys.exit(str(e))
-            row = {"variant": variant, "minutes": round(reference_minutes(cfg), 1), **_score(run_dir)}
+            row = {"variant": variant, "input": training_input(cfg), "minutes": round(reference_minutes(cfg), 1),
+                   **_score(run_dir)}
             rows.append(row)
             print(row, flush=True)
     for run_dir in args.runs:
         cfg, _ = load_run(run_dir)
-        row = {"variant": variant_of(cfg), "minutes": round(reference_minutes(cfg), 1), **_score(run_dir)}
+        row = {"variant": variant_of(cfg), "input": training_input(cfg), "minutes": round(reference_minutes(cfg), 1),
+               **_score(run_dir)}
         rows.append(row)
         print(run_dir, row, flush=True)
+    for path in args.table:
+        rows += read_table(path)
+    if not rows:
+        sys.exit("nothing to tabulate: give budgets, --runs or --table")
     write_csv(os.path.join(args.out, "learning_curve.csv"), rows)
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
-    lines += ["", "Reference minutes at which a line through each variant's points (Dice against log minutes) "
+        cells = (r.get(c, "") for c in columns)
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in cells) + " |")
+    lines += ["", "Reference minutes at which a line through each curve's points (Dice against log minutes) "
               "reaches the quality bar; beyond the largest budget this is an extrapolation:", "",
-              "| variant | " + " | ".join(f"{r} >= {v}" for r, v in QUALITY_BAR.items()) + " |",
+              "| curve | " + " | ".join(f"{r} >= {v}" for r, v in QUALITY_BAR.items()) + " |",
               "|---|" + "---|" * len(QUALITY_BAR)]
-    for variant in VARIANTS:
-        if any(r["variant"] == variant for r in rows):
-            lines.append(f"| {variant} | " + " | ".join(f"{minutes_to_reach(rows, variant, r, v):.0f}"
-                                                        for r, v in QUALITY_BAR.items()) + " |")
+    for series in dict.fromkeys(series_of(r) for r in rows):
+        lines.append(f"| {series} | " + " | ".join(f"{minutes_to_reach(rows, series, r, v):.0f}"
+                                                   for r, v in QUALITY_BAR.items()) + " |")
     with open(os.path.join(args.out, "learning_curve.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     _figure(rows, os.path.join(args.out, "learning_curve.png"))

@@ -54,14 +54,41 @@ def test_a_run_that_never_leaves_the_supervised_stage_is_its_own_curve(curve):
 
 def test_minutes_to_reach_a_dice_on_a_line_in_log_minutes(curve):
     # 10 min -> 0.80 and 100 min -> 0.90: 0.85 lies half-way in log minutes, at sqrt(10 * 100) minutes
-    rows = [{"variant": "recipe", "minutes": 10.0, "dice_RV": 0.80}, {"variant": "recipe", "minutes": 100.0, "dice_RV": 0.90}]
-    assert curve.minutes_to_reach(rows, "recipe", "RV", 0.85) == pytest.approx(31.6227766)
+    windows = "recipe, 96 x 96 windows on the heart"
+    rows = [{"variant": "recipe", "input": "96 x 96 windows on the heart", "minutes": 10.0, "dice_RV": 0.80},
+            {"variant": "recipe", "input": "96 x 96 windows on the heart", "minutes": 100.0, "dice_RV": 0.90}]
+    assert curve.minutes_to_reach(rows, windows, "RV", 0.85) == pytest.approx(31.6227766)
     # 0.95 is beyond both points: the line carries on, 0.15 above 0.80 is 1.5 decades above 10 minutes
-    assert curve.minutes_to_reach(rows, "recipe", "RV", 0.95) == pytest.approx(10 * 10 ** 1.5)
-    assert curve.minutes_to_reach(rows, "recipe", "RV", 0.75) == pytest.approx(10 / 10 ** 0.5)  # below both points
-    assert math.isnan(curve.minutes_to_reach(rows[:1], "recipe", "RV", 0.85))  # one budget: no line
+    assert curve.minutes_to_reach(rows, windows, "RV", 0.95) == pytest.approx(10 * 10 ** 1.5)
+    assert curve.minutes_to_reach(rows, windows, "RV", 0.75) == pytest.approx(10 / 10 ** 0.5)  # below both points
+    assert math.isnan(curve.minutes_to_reach(rows[:1], windows, "RV", 0.85))  # one budget: no line
     falling = [dict(rows[0], dice_RV=0.9), dict(rows[1], dice_RV=0.8)]
-    assert math.isnan(curve.minutes_to_reach(falling, "recipe", "RV", 0.95))
+    assert math.isnan(curve.minutes_to_reach(falling, windows, "RV", 0.95))
+    # a point of the same variant on other input is another curve, not a third point of this one
+    whole_images = dict(rows[0], input="whole images", dice_RV=0.5)
+    assert curve.minutes_to_reach(rows + [whole_images], windows, "RV", 0.85) == pytest.approx(31.6227766)
+
+
+def test_runs_on_whole_images_and_on_windows_are_separate_curves(curve):
+    assert curve.training_input(load_config(RECIPE)) == "96 x 96 windows on the heart"
+    assert curve.training_input(load_config(RECIPE, ["pipeline.crop_size=null"])) == "whole images"
+    assert curve.training_input(load_config(RECIPE, ["pipeline.crop_placement=anywhere"])) == "96 x 96 windows anywhere"
+    assert curve.training_input(load_config(RECIPE, ["pipeline.foreground_fraction=0.33"])) == \
+        "96 x 96 windows, 0.33 on the heart"
+
+
+def test_a_table_written_by_one_call_reads_back_as_the_same_rows(curve, tmp_path):
+    from svgan.data.io import write_csv
+
+    rows = [{"variant": "recipe", "input": "whole images", "minutes": 24.2, "dice_LV": 0.887, "steps": 2520,
+             "minutes_here": math.nan},
+            {"variant": "gan_from_step_one", "input": "whole images", "minutes": 9.9, "dice_LV": 0.81, "steps": 585,
+             "minutes_here": 30.5}]
+    write_csv(str(tmp_path / "learning_curve.csv"), rows)
+    back = curve.read_table(str(tmp_path / "learning_curve.csv"))
+    assert [r["variant"] for r in back] == ["recipe", "gan_from_step_one"]
+    assert [r["minutes"] for r in back] == [24.2, 9.9] and [r["steps"] for r in back] == [2520, 585]
+    assert math.isnan(back[0]["minutes_here"]) and back[1]["minutes_here"] == 30.5
 
 
 def test_a_run_of_another_recipe_is_not_resumed_under_this_one(curve):
