@@ -84,6 +84,12 @@ class AugmentConfig:
     # Random crop: the view shifts by up to this fraction of the image side (ours).
     max_shift_fraction: float = 0.1
     noise_std: float = 0.05  # in z-score units (ours)
+    # Intensity changes (ours; nnU-Net's habit): each training sequence's intensities multiplied by a
+    # factor drawn from contrast_range (a contrast change about the patient's mean, 0 after z-scoring),
+    # and raised to a power drawn from gamma_range after rescaling the sequence to [0, 1] (and back).
+    # [1, 1]: off, Rezaei et al. use none.
+    contrast_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    gamma_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass
@@ -311,6 +317,9 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(len(a.scale_range) == 2 and 0 < a.scale_range[0] <= a.scale_range[1], "augment.scale_range must be [lo, hi] with 0 < lo <= hi")
     check(0 <= a.max_shift_fraction < 0.5, "augment.max_shift_fraction must be in [0, 0.5)")
     check(a.noise_std >= 0, "augment.noise_std must be >= 0")
+    for name in ("contrast_range", "gamma_range"):
+        r = getattr(a, name)
+        check(len(r) == 2 and 0 < r[0] <= r[1], f"augment.{name} must be [lo, hi] with 0 < lo <= hi")
     check(q.sequence_length >= 1, "pipeline.sequence_length must be >= 1")
     check(q.sequence_length % dataset.phases == 0,
           f"pipeline.sequence_length must be a multiple of {dataset.name}'s {dataset.phases} phases "

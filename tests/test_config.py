@@ -53,6 +53,8 @@ def test_save_and_load_round_trip(tmp_path):
     ("prepare.split_fractions=[0.5, 0.5, 0.5]", "summing to 1"),
     ("data.modalities=[flair, dwi]", "unknown modality 'dwi'"),
     ("augment.rotation_degrees=-5", "rotation_degrees"),
+    ("augment.gamma_range=[1.5, 0.7]", r"augment.gamma_range must be \[lo, hi\]"),
+    ("augment.contrast_range=[0, 1]", r"augment.contrast_range must be \[lo, hi\]"),
 ])
 def test_bad_values_give_one_clear_error(override, message):
     with pytest.raises(ConfigError, match=message):

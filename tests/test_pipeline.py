@@ -105,6 +105,38 @@ def test_gaussian_noise_only_in_training(tmp_path):
     assert np.array_equal(evaluation["image"].numpy()[..., 0], evaluation["label"].numpy())
 
 
+STILL = ["pipeline.sequence_length=4", "augment.noise_std=0", "augment.rotation_degrees=0",
+         "augment.scale_range=[1, 1]", "augment.max_shift_fraction=0"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    # channel a is the label (0, 1, 2), channel b twice it: the sequence spans 0..4
+    (["augment.contrast_range=[3, 3]"], lambda a: 3 * a),
+    (["augment.gamma_range=[2, 2]"], lambda a: 4 * (a / 4) ** 2),  # rescaled to [0, 1] by /4, squared, back
+    (["augment.contrast_range=[3, 3]", "augment.gamma_range=[2, 2]"], lambda a: 12 * (3 * a / 12) ** 2),
+])
+def test_intensity_changes_by_hand(tmp_path, change, expected):
+    m = _synthetic_manifest(tmp_path)
+    train = next(iter(make_dataset(m, "train", load_config(None, STILL + change), training=True)))
+    label = train["label"].numpy().astype(np.float64)
+    assert label.max() == 2  # the sequence holds both labels, so its intensities span 0..4
+    assert np.allclose(train["image"].numpy()[..., 0], expected(label), atol=1e-4)
+    assert np.allclose(train["image"].numpy()[..., 1], expected(2 * label), atol=1e-4)
+
+
+def test_intensity_changes_are_drawn_per_sequence_within_their_range(tmp_path):
+    m = _synthetic_manifest(tmp_path)
+    cfg = load_config(None, STILL + ["augment.contrast_range=[0.5, 1.5]", "pipeline.batch_size=1"])
+    factors = []
+    for batch in make_dataset(m, "train", cfg, training=True).take(8):
+        image, label = batch["image"].numpy()[0, ..., 0], batch["label"].numpy()[0]
+        factors.append(image[label == 2].mean() / 2)
+        assert np.allclose(image, factors[-1] * label, atol=1e-4)  # one factor for the whole sequence
+    assert all(0.5 <= f <= 1.5 for f in factors) and np.ptp(factors) > 0.05
+    evaluation = next(iter(make_dataset(m, "train", cfg, training=False)))
+    assert np.array_equal(evaluation["image"].numpy()[..., 0], evaluation["label"].numpy())
+
+
 def test_same_seed_same_batches_and_other_seed_other_batches(brats_prepared):
     m = load_manifest(brats_prepared)
     cfg = load_config(None, ["pipeline.sequence_length=4", "seed=5"])

@@ -165,6 +165,21 @@ def class_draw_shares(counts: dict, sampling: str) -> dict:
     return {k: mass.get(k, 0.0) / total for k in counts}
 
 
+def _change_intensity(tf, image, seed, aug):
+    """``image`` (one sequence) with the contrast factor and gamma of ``aug`` drawn for ``seed``: the
+    same change for every slice, so a patient's slices stay comparable."""
+    if list(aug.contrast_range) != [1.0, 1.0]:
+        lo, hi = aug.contrast_range
+        image = image * tf.random.stateless_uniform([], seed=seed + 1, minval=lo, maxval=hi)
+    if list(aug.gamma_range) != [1.0, 1.0]:
+        lo, hi = aug.gamma_range
+        gamma = tf.random.stateless_uniform([], seed=seed + 2, minval=lo, maxval=hi)
+        low, high = tf.reduce_min(image), tf.reduce_max(image)
+        spread = tf.maximum(high - low, 1e-6)
+        image = low + spread * ((image - low) / spread) ** gamma
+    return image
+
+
 def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, seed: int | None = None,
                  patient_ids: list[str] | None = None):
     """A tf.data.Dataset of batched sequences for one split (see the module docstring)."""
@@ -237,6 +252,7 @@ def make_dataset(manifest: Manifest, split: str, cfg: Config, training: bool, se
             s = tf.stack([element_seed, tf.constant(seed, tf.int64)])
             transform = _affine_transform(tf, s, h, w, out_h, out_w, aug, crop, centre, spread)
             image, label = _warp_image_and_label(tf, image, label, transform, out_h, out_w)
+            image = _change_intensity(tf, image, s, aug)
             if aug.noise_std > 0:
                 noise = tf.random.stateless_normal(tf.shape(image), seed=s[::-1])
                 image = image + aug.noise_std * noise
