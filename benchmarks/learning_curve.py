@@ -104,7 +104,7 @@ def series_of(row: dict) -> str:
 
 
 def read_table(path: str) -> list[dict]:
-    """Rows of a ``learning_curve.csv``, numbers as floats (NaN where a cell is empty)."""
+    """Rows of a ``learning_curve.csv``, numbers as ints or floats (NaN where a cell is empty)."""
     import csv
 
     def value(cell: str):
@@ -153,6 +153,12 @@ def _test_scores(run_dir: str) -> dict:
         if summary.get("split") == "test":
             return summary
     return evaluate_run(run_dir, "test")
+
+
+def _row(variant: str, cfg, run_dir: str) -> dict:
+    """The table row of a finished run of ``cfg``: which curve, where on it, and its test scores."""
+    return {"variant": variant, "input": training_input(cfg), "minutes": round(reference_minutes(cfg), 1),
+            **_score(run_dir)}
 
 
 def _score(run_dir: str) -> dict:
@@ -255,14 +261,12 @@ def main() -> None:
                     train(cfg, args.data, run_dir=run_dir, resume=resume)
                 except SvganError as e:  # Ctrl-C (checkpoint saved: the next call resumes) or bad input
                     sys.exit(str(e))
-            row = {"variant": variant, "input": training_input(cfg), "minutes": round(reference_minutes(cfg), 1),
-                   **_score(run_dir)}
+            row = _row(variant, cfg, run_dir)
             rows.append(row)
             print(row, flush=True)
     for run_dir in args.runs:
         cfg, _ = load_run(run_dir)
-        row = {"variant": variant_of(cfg), "input": training_input(cfg), "minutes": round(reference_minutes(cfg), 1),
-               **_score(run_dir)}
+        row = _row(variant_of(cfg), cfg, run_dir)
         rows.append(row)
         print(run_dir, row, flush=True)
     for path in args.table:

@@ -314,12 +314,11 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(len(pct) >= 3 and all(0 <= x <= 100 for x in pct) and list(pct) == sorted(set(pct)),
           "prepare.nyul_percentiles must be >= 3 increasing values in [0, 100]")
     check(0 <= a.rotation_degrees <= 180, "augment.rotation_degrees must be in [0, 180]")
-    check(len(a.scale_range) == 2 and 0 < a.scale_range[0] <= a.scale_range[1], "augment.scale_range must be [lo, hi] with 0 < lo <= hi")
-    check(0 <= a.max_shift_fraction < 0.5, "augment.max_shift_fraction must be in [0, 0.5)")
-    check(a.noise_std >= 0, "augment.noise_std must be >= 0")
-    for name in ("contrast_range", "gamma_range"):
+    for name in ("scale_range", "contrast_range", "gamma_range"):
         r = getattr(a, name)
         check(len(r) == 2 and 0 < r[0] <= r[1], f"augment.{name} must be [lo, hi] with 0 < lo <= hi")
+    check(0 <= a.max_shift_fraction < 0.5, "augment.max_shift_fraction must be in [0, 0.5)")
+    check(a.noise_std >= 0, "augment.noise_std must be >= 0")
     check(q.sequence_length >= 1, "pipeline.sequence_length must be >= 1")
     check(q.sequence_length % dataset.phases == 0,
           f"pipeline.sequence_length must be a multiple of {dataset.name}'s {dataset.phases} phases "

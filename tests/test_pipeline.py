@@ -11,6 +11,10 @@ from svgan.data.manifest import Manifest, load_manifest
 from svgan.data.pipeline import extract_sequence, make_dataset, patient_draws, window_starts
 from svgan.data.prepare import load_prepared
 
+# Training sequences of 4 slices with no random rotation, scaling, shift or noise.
+STILL = ["pipeline.sequence_length=4", "augment.noise_std=0", "augment.rotation_degrees=0",
+         "augment.scale_range=[1, 1]", "augment.max_shift_fraction=0"]
+
 
 @pytest.mark.parametrize("num_slices, window", [(1, 4), (7, 4), (8, 4), (9, 4), (155, 8)])
 def test_evaluation_windows_cover_every_slice_exactly_once(num_slices, window):
@@ -103,10 +107,6 @@ def test_gaussian_noise_only_in_training(tmp_path):
     assert noise.std() == pytest.approx(0.5, rel=0.1)
     evaluation = next(iter(make_dataset(m, "train", cfg, training=False)))
     assert np.array_equal(evaluation["image"].numpy()[..., 0], evaluation["label"].numpy())
-
-
-STILL = ["pipeline.sequence_length=4", "augment.noise_std=0", "augment.rotation_degrees=0",
-         "augment.scale_range=[1, 1]", "augment.max_shift_fraction=0"]
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -208,9 +208,7 @@ def test_training_crops_are_windows_of_the_image_at_its_own_resolution(brats_pre
     # No rotation, scaling or noise: each 32 x 32 training crop of the 48 x 48 images is a shifted window
     # (labels, nearest neighbour: exactly a window at a whole-pixel offset), anywhere it fits.
     m = load_manifest(brats_prepared)
-    cfg = load_config(None, ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "augment.rotation_degrees=0",
-                             "augment.scale_range=[1.0, 1.0]", "augment.noise_std=0", "augment.max_shift_fraction=0",
-                             "prepare.image_size=[48, 48]", "pipeline.batch_size=1"])
+    cfg = load_config(None, STILL + ["pipeline.crop_size=[32, 32]", "prepare.image_size=[48, 48]", "pipeline.batch_size=1"])
     offsets = set()
     for batch in make_dataset(m, "train", cfg, training=True).take(12):
         assert batch["image"].shape[1:] == (4, 32, 32, 4)
@@ -237,10 +235,9 @@ def test_foreground_placed_crops_centre_the_labelled_voxels(brats_prepared):
     # No rotation, scaling, shift or noise: a foreground-placed 32 x 32 crop has its labelled voxels'
     # mean position at its centre (to within a pixel: the window sits at whole or half pixels).
     m = load_manifest(brats_prepared)
-    still = ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "pipeline.crop_placement=foreground",
-             "prepare.image_size=[48, 48]", "pipeline.batch_size=1"]
-    cfg = load_config(None, still + ["augment.rotation_degrees=0", "augment.scale_range=[1.0, 1.0]",
-                                     "augment.noise_std=0", "augment.max_shift_fraction=0"])
+    foreground_crops = ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "pipeline.crop_placement=foreground",
+                        "prepare.image_size=[48, 48]", "pipeline.batch_size=1"]
+    cfg = load_config(None, STILL + foreground_crops)
     centred = 0
     for batch in make_dataset(m, "train", cfg, training=True).take(12):
         pid = batch["patient"].numpy()[0].decode()
@@ -254,7 +251,7 @@ def test_foreground_placed_crops_centre_the_labelled_voxels(brats_prepared):
         centred += 1
     assert centred >= 3
     # Without augmentation: exactly the window of whole pixels nearest to the labelled voxels' mean.
-    plain = load_config(None, still + ["augment.enabled=false"])
+    plain = load_config(None, foreground_crops + ["augment.enabled=false"])
     for batch in make_dataset(m, "train", plain, training=True).take(6):
         _, label = load_prepared(m.patient_file(batch["patient"].numpy()[0].decode()))
         whole = label[0, batch["slice_index"].numpy()[0]]
