@@ -27,26 +27,25 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _matrix(rows: list[dict], features) -> np.ndarray:
-    x = np.array([[float(r[k]) for k in features] for r in rows], dtype=np.float64)
-    return np.nan_to_num(x, nan=-1.0, posinf=-1.0, neginf=-1.0)
-
-
 def _fitted(kind: str, features, train_rows: list[dict], num_classes: int):
-    """A function from feature rows to [N, num_classes] probabilities, fitted on ``train_rows``."""
-    from sklearn.ensemble import RandomForestClassifier
+    """A function from feature rows to [N, num_classes] probabilities, fitted on ``train_rows``: the
+    evaluation's forest (``ClinicalClassifier``) or a logistic regression on the same matrix."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = (RandomForestClassifier(n_estimators=500, random_state=0) if kind == "forest"
-             else make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)))
-    model.fit(_matrix(train_rows, features), [r["disease"] for r in train_rows])
-    classes = model.classes_
+    from svgan.evaluation.clinical import ClinicalClassifier, feature_matrix
+
+    diseases = [r["disease"] for r in train_rows]
+    if kind == "forest":
+        forest = ClinicalClassifier(features=features).fit(train_rows, diseases)
+        return lambda rows: forest.predict_proba(rows, num_classes)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    model.fit(feature_matrix(train_rows, features), diseases)
 
     def probabilities(rows: list[dict]) -> np.ndarray:
         out = np.zeros((len(rows), num_classes))
-        out[:, classes] = model.predict_proba(_matrix(rows, features))
+        out[:, model.classes_] = model.predict_proba(feature_matrix(rows, features))
         return out
 
     return probabilities

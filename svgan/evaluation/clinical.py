@@ -15,36 +15,37 @@ import numpy as np
 from ..data.cardiac import FEATURES
 from ..data.datasets import ACDC
 
-def _matrix(rows: list[dict]) -> np.ndarray:
-    x = np.array([[float(r[k]) for k in FEATURES] for r in rows], dtype=np.float64)
+def feature_matrix(rows: list[dict], features=FEATURES) -> np.ndarray:
+    """[N, len(features)] of the feature rows, a missing or infinite value as -1."""
+    x = np.array([[float(r[k]) for k in features] for r in rows], dtype=np.float64)
     return np.nan_to_num(x, nan=-1.0, posinf=-1.0, neginf=-1.0)  # a missing value is its own branch for the trees
 
 
 class ClinicalClassifier:
-    """A random forest on ``FEATURES``, fitted on the training patients' features only.
+    """A random forest on ``features`` (default ``FEATURES``), fitted on the training patients' features only.
 
     Random forests were the challenge entrants' usual choice; they need no feature
     scaling, and thresholds on single features are how the groups are defined.
     """
 
-    def __init__(self, trees: int = 500, seed: int = 0):
+    def __init__(self, trees: int = 500, seed: int = 0, features=FEATURES):
         from sklearn.ensemble import RandomForestClassifier
 
         self.forest = RandomForestClassifier(n_estimators=trees, random_state=seed, min_samples_leaf=1)
-        self.num_classes = 0
+        self.features = tuple(features)
 
     def fit(self, rows: list[dict], diseases) -> "ClinicalClassifier":
         diseases = np.asarray(diseases, int)
         if len(rows) == 0 or len(rows) != len(diseases):
             raise ValueError(f"need one disease per feature row, got {len(rows)} rows and {len(diseases)} labels")
-        self.forest.fit(_matrix(rows), diseases)
+        self.forest.fit(feature_matrix(rows, self.features), diseases)
         return self
 
     def predict_proba(self, rows: list[dict], num_classes: int) -> np.ndarray:
         """[N, num_classes] probabilities; classes absent from the training rows get 0."""
         out = np.zeros((len(rows), num_classes))
         if rows:
-            out[:, self.forest.classes_] = self.forest.predict_proba(_matrix(rows))
+            out[:, self.forest.classes_] = self.forest.predict_proba(feature_matrix(rows, self.features))
         return out
 
 
