@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -99,6 +100,7 @@ def test_a_cosine_schedule_with_a_discriminator_that_never_updates_trains(brats_
     assert summary["steps"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("losses", [[], ["loss.segmentation_loss=dice", "loss.classification_loss=focal"]])
 def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
@@ -126,6 +128,7 @@ def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prep
         assert np.allclose(a.numpy(), b.numpy(), atol=2e-5), a.path
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_the_loss_and_beats_all_background(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     # A larger learning rate than the paper's 1e-4, so that a few dozen steps show learning.
@@ -148,25 +151,35 @@ def _final_weights(run_dir, cfg, manifest):
     return _weights(trainer)
 
 
-def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, tmp_path, monkeypatch):
+@pytest.fixture(scope="session")
+def one_epoch_run(brats_prepared, tmp_path_factory):
+    """The first epoch of ``_cfg()``'s two-epoch run, trained once for the tests that resume it
+    or compare with it (read-only: a test that resumes it works on a copy)."""
+    run = tmp_path_factory.mktemp("one_epoch") / "run"
+    train(_cfg("train.epochs=1"), brats_prepared, run_dir=str(run), verbose=False)
+    return run
+
+
+def _loss_curve(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return [(r["epoch"], r["g_loss"], r["d_loss"]) for r in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_run, tmp_path, monkeypatch):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg()
     train(cfg, brats_prepared, run_dir=str(tmp_path / "straight"), verbose=False)
     straight = _final_weights(tmp_path / "straight", cfg, manifest)
 
-    # Same seed, same loss curve.
-    train(cfg, brats_prepared, run_dir=str(tmp_path / "again"), verbose=False)
-    with open(tmp_path / "straight" / "history.csv") as a, open(tmp_path / "again" / "history.csv") as b:
-        curve_a = [(r["g_loss"], r["d_loss"]) for r in csv.DictReader(a)]
-        curve_b = [(r["g_loss"], r["d_loss"]) for r in csv.DictReader(b)]
-    assert curve_a == curve_b
-
-    # Stop after epoch 1, resume for epoch 2.
-    one = _cfg("train.epochs=1")
-    train(one, brats_prepared, run_dir=str(tmp_path / "resumed"), verbose=False)
+    # Stopped after epoch 1, resumed for epoch 2: the same weights and the same loss curve as the
+    # run without a break (whose first epoch is a separate run from the same seed).
+    shutil.copytree(one_epoch_run, tmp_path / "resumed")
     train(cfg, brats_prepared, run_dir=str(tmp_path / "resumed"), resume=True, verbose=False)
     resumed = _final_weights(tmp_path / "resumed", cfg, manifest)
     assert all(np.array_equal(a, b) for a, b in zip(straight, resumed))
+    assert _loss_curve(tmp_path / "resumed") == _loss_curve(tmp_path / "straight")
+    assert len(_loss_curve(tmp_path / "straight")) == 2
 
     # Ctrl-C in the middle of epoch 1 saves a checkpoint at that step; resuming retraces the same run.
     with monkeypatch.context() as patched:
@@ -177,12 +190,12 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, tmp_path, 
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", ["best_validation", "last"])
-def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prepared, tmp_path, monkeypatch, keep):
+def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prepared, one_epoch_run, tmp_path, monkeypatch,
+                                                                       keep):
     from svgan.training import fit
 
-    one_epoch = tmp_path / "one_epoch"
-    train(_cfg("train.epochs=1"), brats_prepared, run_dir=str(one_epoch), verbose=False)
     falling = iter([0.9, 0.5])  # epoch 1 validates best, epoch 2 worse
     monkeypatch.setattr(fit, "evaluate_prepared", lambda *a, **k: {"dice_mean": next(falling)})
     cfg = _cfg(f"train.keep_model={keep}", "train.early_stopping_patience=100")
@@ -190,7 +203,7 @@ def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prep
     kept = keras.models.load_model(tmp_path / "run" / "generator.keras").get_weights()
     manifest = load_manifest(brats_prepared)
     last = _final_weights(tmp_path / "run", cfg, manifest)[:len(kept)]
-    after_epoch_one = keras.models.load_model(one_epoch / "generator.keras").get_weights()
+    after_epoch_one = keras.models.load_model(one_epoch_run / "generator.keras").get_weights()
     expected = last if keep == "last" else after_epoch_one  # the same seed trains the same first epoch
     assert all(np.array_equal(a, b) for a, b in zip(kept, expected))
     assert not all(np.array_equal(a, b) for a, b in zip(last, after_epoch_one))  # the two epochs differ
@@ -218,6 +231,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(brats_prepared
     assert os.path.isfile(tmp_path / "generator.keras")
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
     run = str(tmp_path / "run")
     sets = ["--set", "model.base_filters=4", "--set", "model.recurrent_units=4", "--set", "model.discriminator_filters=4",
@@ -236,6 +250,7 @@ def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_xla_and_mixed_precision_paths_run_on_cpu(brats_prepared, tmp_path):
     # Separate process: XLA cannot run with op determinism, and the precision policy is global.
     script = f"""
@@ -380,6 +395,7 @@ def test_progressive_stage_follows_the_epoch():
     assert stage_size(0, [], [], (64, 64)) == (64, 64)
 
 
+@pytest.mark.slow
 def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mid_schedule(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg("train.epochs=3", "train.steps_per_epoch=1", "train.progressive_sizes=[[32, 32]]",
@@ -410,6 +426,7 @@ def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mi
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "resumed", cfg, manifest)))
 
 
+@pytest.mark.slow
 def test_ablate_trains_each_variant_per_seed_and_tabulates_mean_and_spread(brats_prepared, tmp_path, capsys):
     from svgan.training.ablation import variant_overrides
 
