@@ -24,13 +24,6 @@ requires_shared_data = pytest.mark.skipif(
     not os.path.isdir(SHARED_DATA), reason=f"real samples not found at {SHARED_DATA} (a checkout without ../shared)")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (each trains several runs) start first, so that the two workers of
-    ``pytest -n 2`` share them out and finish together, instead of one worker running the
-    longest tests alone at the end (longest first). The sort is stable: order is kept otherwise."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 def write_nifti(path, array, affine=None, zooms=None):
     img = nib.Nifti1Image(np.asarray(array), np.eye(4) if affine is None else affine)
     if zooms is not None:

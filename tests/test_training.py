@@ -100,7 +100,6 @@ def test_a_cosine_schedule_with_a_discriminator_that_never_updates_trains(brats_
     assert summary["steps"] == 3
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("losses", [[], ["loss.segmentation_loss=dice", "loss.classification_loss=focal"]])
 def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
@@ -128,7 +127,6 @@ def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prep
         assert np.allclose(a.numpy(), b.numpy(), atol=2e-5), a.path
 
 
-@pytest.mark.slow
 def test_tiny_training_lowers_the_loss_and_beats_all_background(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     # A larger learning rate than the paper's 1e-4, so that a few dozen steps show learning.
@@ -165,7 +163,6 @@ def _loss_curve(run_dir):
         return [(r["epoch"], r["g_loss"], r["d_loss"]) for r in csv.DictReader(f)]
 
 
-@pytest.mark.slow
 def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_run, tmp_path, monkeypatch):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg()
@@ -190,7 +187,6 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("keep", ["best_validation", "last"])
 def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prepared, one_epoch_run, tmp_path, monkeypatch,
                                                                        keep):
@@ -231,7 +227,6 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(brats_prepared
     assert os.path.isfile(tmp_path / "generator.keras")
 
 
-@pytest.mark.slow
 def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
     run = str(tmp_path / "run")
     sets = ["--set", "model.base_filters=4", "--set", "model.recurrent_units=4", "--set", "model.discriminator_filters=4",
@@ -250,7 +245,6 @@ def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
 
-@pytest.mark.slow
 def test_xla_and_mixed_precision_paths_run_on_cpu(brats_prepared, tmp_path):
     # Separate process: XLA cannot run with op determinism, and the precision policy is global.
     script = f"""
@@ -395,7 +389,6 @@ def test_progressive_stage_follows_the_epoch():
     assert stage_size(0, [], [], (64, 64)) == (64, 64)
 
 
-@pytest.mark.slow
 def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mid_schedule(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg("train.epochs=3", "train.steps_per_epoch=1", "train.progressive_sizes=[[32, 32]]",
@@ -426,7 +419,6 @@ def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mi
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "resumed", cfg, manifest)))
 
 
-@pytest.mark.slow
 def test_ablate_trains_each_variant_per_seed_and_tabulates_mean_and_spread(brats_prepared, tmp_path, capsys):
     from svgan.training.ablation import variant_overrides
 
