@@ -27,28 +27,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _fitted(kind: str, features, train_rows: list[dict], num_classes: int):
-    """A function from feature rows to [N, num_classes] probabilities, fitted on ``train_rows``: the
-    evaluation's forest (``ClinicalClassifier``) or a logistic regression on the same matrix."""
+def _fitted(kind: str, features, train_rows: list[dict]):
+    """The evaluation's ``ClinicalClassifier`` on ``features``, fitted on ``train_rows``: its forest,
+    or a logistic regression on the same matrix."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from svgan.evaluation.clinical import ClinicalClassifier, feature_matrix
+    from svgan.evaluation.clinical import ClinicalClassifier
 
-    diseases = [r["disease"] for r in train_rows]
-    if kind == "forest":
-        forest = ClinicalClassifier(features=features).fit(train_rows, diseases)
-        return lambda rows: forest.predict_proba(rows, num_classes)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    model.fit(feature_matrix(train_rows, features), diseases)
-
-    def probabilities(rows: list[dict]) -> np.ndarray:
-        out = np.zeros((len(rows), num_classes))
-        out[:, model.classes_] = model.predict_proba(feature_matrix(rows, features))
-        return out
-
-    return probabilities
+    model = None if kind == "forest" else make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    return ClinicalClassifier(features=features, model=model).fit(train_rows, [r["disease"] for r in train_rows])
 
 
 def _scored_patients(folder: str, classes) -> list[dict]:
@@ -83,7 +72,7 @@ def main() -> None:
     classes = manifest.disease_classes
     train_rows = truth_feature_rows(manifest)
     no_thickness = [k for k in FEATURES if "thickness" not in k]
-    methods = {f"{kind}, {name}": _fitted(kind, features, train_rows, len(classes))
+    methods = {f"{kind}, {name}": _fitted(kind, features, train_rows)
                for kind in ("forest", "logistic regression")
                for name, features in (("every feature", FEATURES), ("no wall thickness", no_thickness))}
     for folder in args.evaluations:
@@ -91,11 +80,12 @@ def main() -> None:
         truth = np.array([p["disease"] for p in patients])
         features = [p["pred"] for p in patients]
         head = np.stack([p["head"] for p in patients])
-        probabilities = {"model head": head, **{name: fit(features) for name, fit in methods.items()}}
+        probabilities = {"model head": head,
+                         **{name: fit.predict_proba(features, len(classes)) for name, fit in methods.items()}}
         probabilities["mean of head and forest, every feature"] = (head + probabilities["forest, every feature"]) / 2
         # The ceiling: the same forest on the ground truth's features of the scored patients.
-        probabilities["forest, every feature, on true features"] = methods["forest, every feature"](
-            [p["true"] for p in patients])
+        probabilities["forest, every feature, on true features"] = methods["forest, every feature"].predict_proba(
+            [p["true"] for p in patients], len(classes))
         print(f"{folder}: {len(patients)} patients")
         for name, p in probabilities.items():
             wrong = [f"{q['patient']} {classes[t]}->{classes[c]}" for q, t, c in zip(patients, truth, p.argmax(1)) if t != c]

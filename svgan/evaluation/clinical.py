@@ -25,27 +25,30 @@ class ClinicalClassifier:
     """A random forest on ``features`` (default ``FEATURES``), fitted on the training patients' features only.
 
     Random forests were the challenge entrants' usual choice; they need no feature
-    scaling, and thresholds on single features are how the groups are defined.
+    scaling, and thresholds on single features are how the groups are defined. ``model``: any
+    scikit-learn classifier to fit on the same feature matrix instead of the forest (the
+    benchmarks compare a logistic regression).
     """
 
-    def __init__(self, trees: int = 500, seed: int = 0, features=FEATURES):
+    def __init__(self, trees: int = 500, seed: int = 0, features=FEATURES, model=None):
         from sklearn.ensemble import RandomForestClassifier
 
-        self.forest = RandomForestClassifier(n_estimators=trees, random_state=seed, min_samples_leaf=1)
+        self.model = model if model is not None else RandomForestClassifier(n_estimators=trees, random_state=seed,
+                                                                             min_samples_leaf=1)
         self.features = tuple(features)
 
     def fit(self, rows: list[dict], diseases) -> "ClinicalClassifier":
         diseases = np.asarray(diseases, int)
         if len(rows) == 0 or len(rows) != len(diseases):
             raise ValueError(f"need one disease per feature row, got {len(rows)} rows and {len(diseases)} labels")
-        self.forest.fit(feature_matrix(rows, self.features), diseases)
+        self.model.fit(feature_matrix(rows, self.features), diseases)
         return self
 
     def predict_proba(self, rows: list[dict], num_classes: int) -> np.ndarray:
         """[N, num_classes] probabilities; classes absent from the training rows get 0."""
         out = np.zeros((len(rows), num_classes))
         if rows:
-            out[:, self.forest.classes_] = self.forest.predict_proba(feature_matrix(rows, self.features))
+            out[:, self.model.classes_] = self.model.predict_proba(feature_matrix(rows, self.features))
         return out
 
 
