@@ -51,6 +51,13 @@ REFERENCE_S_PER_STEP = {"supervised": 0.52, "adversarial": 1.12 * 0.91}
 # train with and without the crop). Other crop sizes: the fraction of pixels.
 CROP_COST = {(96, 96): {"supervised": 0.56, "adversarial": 0.55}}
 WHOLE_IMAGE = (128, 128)
+# A generator of another width (model.base_filters) costs this multiple of a step of the base-16
+# generator the rates above were measured with: measured on this project's machine on 96 x 96
+# windows, alone (benchmarks/model_speed.py --only real-acdc --part train --set model.base_filters=32).
+# Not the ratio of the convolutions' arithmetic (4 for twice the width): much of a step's time on
+# two cores goes to work that does not grow with the width (normalisation, the input pipeline).
+REFERENCE_WIDTH = 16
+WIDTH_COST = {REFERENCE_WIDTH: {"supervised": 1.0, "adversarial": 1.0}, 32: {"supervised": 2.0, "adversarial": 1.74}}
 TRAINED_VARIANTS = ("recipe", "gan_from_step_one")  # what this script trains
 VARIANTS = TRAINED_VARIANTS + ("supervised_only",)  # what --runs may add
 # Held-out Dice a user of the recipe aims at (the level of the ACDC challenge's entries; Bernard et
@@ -63,7 +70,11 @@ def reference_s_per_step(cfg) -> dict:
     crop = tuple(cfg.pipeline.crop_size or WHOLE_IMAGE)
     pixels = crop[0] * crop[1] / (WHOLE_IMAGE[0] * WHOLE_IMAGE[1])
     cost = CROP_COST.get(crop, {"supervised": pixels, "adversarial": pixels})
-    return {stage: s * cost[stage] for stage, s in REFERENCE_S_PER_STEP.items()}
+    width = WIDTH_COST.get(cfg.model.base_filters)
+    if width is None:
+        raise ValueError(f"no reference step cost for model.base_filters={cfg.model.base_filters} (measured: "
+                         f"{sorted(WIDTH_COST)}): time it with benchmarks/model_speed.py and add it to WIDTH_COST")
+    return {stage: s * cost[stage] * width[stage] for stage, s in REFERENCE_S_PER_STEP.items()}
 
 
 def reference_minutes(cfg) -> float:
@@ -85,17 +96,19 @@ def variant_of(cfg) -> str:
 
 
 def training_input(cfg) -> str:
-    """What the training steps of ``cfg`` see: whole images, or windows and where they are placed.
-    Runs that differ in this are separate curves: a window step costs less than a whole-image one."""
+    """What the training steps of ``cfg`` see (whole images, or windows and where they are placed)
+    and with which generator width, when not the reference one. Runs that differ in this are
+    separate curves: a window step costs less than a whole-image one, a wider generator's more."""
     p = cfg.pipeline
+    width = "" if cfg.model.base_filters == REFERENCE_WIDTH else f", base {cfg.model.base_filters} filters"
     if not p.crop_size:
-        return "whole images"
+        return f"whole images{width}"
     window = f"{p.crop_size[0]} x {p.crop_size[1]} windows"
     if p.crop_placement != "foreground":
-        return f"{window} anywhere"
+        return f"{window} anywhere{width}"
     if p.foreground_fraction < 1:
-        return f"{window}, {p.foreground_fraction:g} on the heart"
-    return f"{window} on the heart"
+        return f"{window}, {p.foreground_fraction:g} on the heart{width}"
+    return f"{window} on the heart{width}"
 
 
 def series_of(row: dict) -> str:

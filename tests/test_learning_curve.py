@@ -96,3 +96,17 @@ def test_a_run_of_another_recipe_is_not_resumed_under_this_one(curve):
     assert curve.changed_settings(recipe, load_config(RECIPE)) == []
     whole_images = load_config(RECIPE, ["pipeline.crop_size=null", "train.steps_per_epoch=280"])
     assert curve.changed_settings(whole_images, recipe) == ["pipeline.crop_size", "train.steps_per_epoch"]
+
+
+def test_a_wider_generator_costs_its_measured_multiple_and_is_its_own_curve(curve):
+    wide = load_config(RECIPE, ["model.base_filters=32"])
+    narrow = load_config(RECIPE, ["model.base_filters=16"])
+    supervised, adversarial = 0.52 * 0.56, 1.12 * 0.91 * 0.55  # base 16 on 96 x 96 windows, as above
+    steps = wide.train.steps_per_epoch
+    by_hand = (8 * steps * supervised * curve.WIDTH_COST[32]["supervised"]
+               + steps * adversarial * curve.WIDTH_COST[32]["adversarial"]) / 60
+    assert curve.reference_minutes(wide) == pytest.approx(by_hand)
+    assert curve.training_input(wide) == "96 x 96 windows on the heart, base 32 filters"
+    assert curve.training_input(narrow) == "96 x 96 windows on the heart"
+    with pytest.raises(ValueError, match="base_filters=24"):
+        curve.reference_minutes(load_config(RECIPE, ["model.base_filters=24"]))
