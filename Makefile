@@ -48,7 +48,7 @@ $(DEMO)/raw/lesions/.complete: | $(STAMP)
 demo-2d: $(STAMP) $(DEMO)/raw/lesions/.complete
 	$(SVGAN) oversampling --config configs/demo_lesions.yaml --data $(DEMO)/raw/lesions --out $(DEMO)/runs/oversampling --seeds 2
 
-# The real-ACDC recipe (configs/real_acdc.yaml: a fixed number of steps, about 27 minutes of
+# The real-ACDC recipe (configs/real_acdc.yaml: a fixed number of steps, about 28 minutes of
 # training on 2 CPU cores at normal speed), trained on every labelled patient of ACDC_DATA: the
 # patients that matter are the ones it has not seen. An interrupted run resumes; a finished one is
 # not trained again. Score unseen patients with: svgan evaluate $(REAL)/runs/acdc --data FOLDER

@@ -26,7 +26,7 @@ arena), with glibc's per-thread arenas back (``MALLOC_ARENA_MAX=16``), and with
 Training steps take their batches from a small tf.data pipeline, as a run does.
 
 demo:      configs/demo_brats.yaml  (base 16, 80 x 80, T = 8, 4 modalities, batch 2; volume 62 slices)
-real-acdc: configs/real_acdc.yaml   (base 16, 128 x 128, T = 16 (8 ED + 8 ES), 1 channel, batch 2; 10 slices x 2 phases)
+real-acdc: configs/real_acdc.yaml   (base 32, 128 x 128 (training steps on 96 x 96 windows), T = 16 (8 ED + 8 ES), 1 channel, batch 2; 10 slices x 2 phases)
 full:      configs/brats2017.yaml   (paper size: base 32, 256 x 256, T = 8, 4 modalities, batch 2; volume 155 slices)
 """
 

@@ -22,16 +22,17 @@ def curve():
 
 def test_the_recipe_fills_its_stated_minutes_at_the_reference_rates(curve):
     cfg = load_config(RECIPE)
-    # 96 x 96 crops: 0.56 of a whole-image supervised step (0.52 s), 0.55 of an adversarial one (1.12 x 0.91 s)
-    supervised, adversarial = 0.52 * 0.56, 1.12 * 0.91 * 0.55
-    by_hand = (8 * 500 * supervised + 1 * 500 * adversarial) / 60  # 8 supervised epochs, 1 adversarial, 500 steps each
+    # 96 x 96 crops: 0.56 of a whole-image supervised step (0.52 s), 0.55 of an adversarial one (1.12 x 0.91 s);
+    # base 32 filters: 2.0 and 1.74 times the base-16 steps
+    supervised, adversarial = 0.52 * 0.56 * 2.0, 1.12 * 0.91 * 0.55 * 1.74
+    by_hand = (8 * 263 * supervised + 1 * 263 * adversarial) / 60  # 8 supervised epochs, 1 adversarial, 263 steps each
     assert curve.reference_minutes(cfg) == pytest.approx(by_hand)
     assert 20 <= curve.reference_minutes(cfg) <= 30  # the issue's 25-30 minutes with validation on top
 
 
 def test_a_step_on_an_unmeasured_crop_costs_its_share_of_the_pixels(curve):
-    whole = load_config(RECIPE, ["pipeline.crop_size=null"])
-    half = load_config(RECIPE, ["pipeline.crop_size=[64, 128]"])
+    whole = load_config(RECIPE, ["pipeline.crop_size=null", "model.base_filters=16", "train.steps_per_epoch=500"])
+    half = load_config(RECIPE, ["pipeline.crop_size=[64, 128]", "model.base_filters=16", "train.steps_per_epoch=500"])
     assert curve.reference_minutes(half) == pytest.approx(curve.reference_minutes(whole) / 2)
     assert curve.reference_minutes(whole) == pytest.approx((8 * 500 * 0.52 + 500 * 1.12 * 0.91) / 60)
 
@@ -70,11 +71,13 @@ def test_minutes_to_reach_a_dice_on_a_line_in_log_minutes(curve):
 
 
 def test_runs_on_whole_images_and_on_windows_are_separate_curves(curve):
-    assert curve.training_input(load_config(RECIPE)) == "96 x 96 windows on the heart"
-    assert curve.training_input(load_config(RECIPE, ["pipeline.crop_size=null"])) == "whole images"
-    assert curve.training_input(load_config(RECIPE, ["pipeline.crop_placement=anywhere"])) == "96 x 96 windows anywhere"
-    assert curve.training_input(load_config(RECIPE, ["pipeline.foreground_fraction=0.33"])) == \
+    base16 = ["model.base_filters=16"]  # the width the curves' earlier rows were trained at: no suffix
+    assert curve.training_input(load_config(RECIPE, base16)) == "96 x 96 windows on the heart"
+    assert curve.training_input(load_config(RECIPE, base16 + ["pipeline.crop_size=null"])) == "whole images"
+    assert curve.training_input(load_config(RECIPE, base16 + ["pipeline.crop_placement=anywhere"])) == "96 x 96 windows anywhere"
+    assert curve.training_input(load_config(RECIPE, base16 + ["pipeline.foreground_fraction=0.33"])) == \
         "96 x 96 windows, 0.33 on the heart"
+    assert curve.training_input(load_config(RECIPE, ["pipeline.crop_size=null"])) == "whole images, base 32 filters"
 
 
 def test_a_table_written_by_one_call_reads_back_as_the_same_rows(curve, tmp_path):
