@@ -100,15 +100,17 @@ def training_input(cfg) -> str:
     and with which generator width, when not the reference one. Runs that differ in this are
     separate curves: a window step costs less than a whole-image one, a wider generator's more."""
     p = cfg.pipeline
-    width = "" if cfg.model.base_filters == REFERENCE_WIDTH else f", base {cfg.model.base_filters} filters"
+    window = f"{p.crop_size[0]} x {p.crop_size[1]} windows" if p.crop_size else ""
     if not p.crop_size:
-        return f"whole images{width}"
-    window = f"{p.crop_size[0]} x {p.crop_size[1]} windows"
-    if p.crop_placement != "foreground":
-        return f"{window} anywhere{width}"
-    if p.foreground_fraction < 1:
-        return f"{window}, {p.foreground_fraction:g} on the heart{width}"
-    return f"{window} on the heart{width}"
+        seen = "whole images"
+    elif p.crop_placement != "foreground":
+        seen = f"{window} anywhere"
+    elif p.foreground_fraction < 1:
+        seen = f"{window}, {p.foreground_fraction:g} on the heart"
+    else:
+        seen = f"{window} on the heart"
+    width = cfg.model.base_filters
+    return seen if width == REFERENCE_WIDTH else f"{seen}, base {width} filters"
 
 
 def series_of(row: dict) -> str:

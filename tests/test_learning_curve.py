@@ -101,15 +101,8 @@ def test_a_run_of_another_recipe_is_not_resumed_under_this_one(curve):
     assert curve.changed_settings(whole_images, recipe) == ["pipeline.crop_size", "train.steps_per_epoch"]
 
 
-def test_a_wider_generator_costs_its_measured_multiple_and_is_its_own_curve(curve):
-    wide = load_config(RECIPE, ["model.base_filters=32"])
-    narrow = load_config(RECIPE, ["model.base_filters=16"])
-    supervised, adversarial = 0.52 * 0.56, 1.12 * 0.91 * 0.55  # base 16 on 96 x 96 windows, as above
-    steps = wide.train.steps_per_epoch
-    by_hand = (8 * steps * supervised * curve.WIDTH_COST[32]["supervised"]
-               + steps * adversarial * curve.WIDTH_COST[32]["adversarial"]) / 60
-    assert curve.reference_minutes(wide) == pytest.approx(by_hand)
-    assert curve.training_input(wide) == "96 x 96 windows on the heart, base 32 filters"
-    assert curve.training_input(narrow) == "96 x 96 windows on the heart"
+def test_a_generator_width_without_a_measured_step_cost_is_an_error(curve):
+    # Base 32's measured cost is pinned by hand in the recipe's minutes above and its own curve in
+    # the labels above; a width nobody timed must not be priced by a guess.
     with pytest.raises(ValueError, match="base_filters=24"):
         curve.reference_minutes(load_config(RECIPE, ["model.base_filters=24"]))
