@@ -58,6 +58,11 @@ WHOLE_IMAGE = (128, 128)
 # two cores goes to work that does not grow with the width (normalisation, the input pipeline).
 REFERENCE_WIDTH = 16
 WIDTH_COST = {REFERENCE_WIDTH: {"supervised": 1.0, "adversarial": 1.0}, 32: {"supervised": 2.0, "adversarial": 1.74}}
+# A step in mixed bfloat16 (train.mixed_precision: bfloat16) costs this fraction of a float32 step of
+# the same width: measured on this project's machine (a CPU with AMX and AVX512-BF16 instructions,
+# which the reference machine is taken to have), alone, twice each (benchmarks/model_speed.py --only
+# real-acdc --part train with train.mixed_precision bfloat16 and off). Keyed by model.base_filters.
+BFLOAT16_COST = {32: {"supervised": 0.55, "adversarial": 0.68}}
 TRAINED_VARIANTS = ("recipe", "gan_from_step_one")  # what this script trains
 VARIANTS = TRAINED_VARIANTS + ("supervised_only",)  # what --runs may add
 # Held-out Dice a user of the recipe aims at (the level of the ACDC challenge's entries; Bernard et
@@ -74,7 +79,13 @@ def reference_s_per_step(cfg) -> dict:
     if width is None:
         raise ValueError(f"no reference step cost for model.base_filters={cfg.model.base_filters} (measured: "
                          f"{sorted(WIDTH_COST)}): time it with benchmarks/model_speed.py and add it to WIDTH_COST")
-    return {stage: s * cost[stage] * width[stage] for stage, s in REFERENCE_S_PER_STEP.items()}
+    precision = {"supervised": 1.0, "adversarial": 1.0}
+    if cfg.train.mixed_precision == "bfloat16":
+        precision = BFLOAT16_COST.get(cfg.model.base_filters)
+        if precision is None:
+            raise ValueError(f"no bfloat16 step cost for model.base_filters={cfg.model.base_filters} (measured: "
+                             f"{sorted(BFLOAT16_COST)}): time it with benchmarks/model_speed.py and add it to BFLOAT16_COST")
+    return {stage: s * cost[stage] * width[stage] * precision[stage] for stage, s in REFERENCE_S_PER_STEP.items()}
 
 
 def reference_minutes(cfg) -> float:
@@ -96,9 +107,10 @@ def variant_of(cfg) -> str:
 
 
 def training_input(cfg) -> str:
-    """What the training steps of ``cfg`` see (whole images, or windows and where they are placed)
-    and with which generator width, when not the reference one. Runs that differ in this are
-    separate curves: a window step costs less than a whole-image one, a wider generator's more."""
+    """What the training steps of ``cfg`` see (whole images, or windows and where they are placed),
+    with which generator width, when not the reference one, and in bfloat16. Runs that differ in
+    this are separate curves: a window step costs less than a whole-image one, a wider generator's
+    more, a bfloat16 one less."""
     p = cfg.pipeline
     window = f"{p.crop_size[0]} x {p.crop_size[1]} windows" if p.crop_size else ""
     if not p.crop_size:
@@ -110,7 +122,8 @@ def training_input(cfg) -> str:
     else:
         seen = f"{window} on the heart"
     width = cfg.model.base_filters
-    return seen if width == REFERENCE_WIDTH else f"{seen}, base {width} filters"
+    seen = seen if width == REFERENCE_WIDTH else f"{seen}, base {width} filters"
+    return f"{seen}, bfloat16" if cfg.train.mixed_precision == "bfloat16" else seen
 
 
 def series_of(row: dict) -> str:

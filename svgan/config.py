@@ -236,8 +236,11 @@ class TrainConfig:
     # Wall-clock budget of the whole run: no epoch starts that would end past it, judged by the
     # last epoch (ours). None: bounded by epochs alone.
     max_minutes: Optional[float] = None
-    # "auto": on where a GPU is visible, off on CPU (where both are slower; see DESIGN notes).
-    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    # "auto": mixed float16 where a GPU is visible, float32 on CPU (where float16 and XLA are
+    # slower). "bfloat16": mixed bfloat16 on a GPU or a CPU with bfloat16 instructions
+    # (AVX512-BF16, AMX), float32 on other CPUs (svgan/training/runtime.py). Ours: the paper
+    # trained in float32 on a GPU.
+    mixed_precision: Literal["auto", "on", "off", "bfloat16"] = "auto"
     jit_compile: Literal["auto", "on", "off"] = "auto"
     # auto: MirroredStrategy over several GPUs, MultiWorkerMirroredStrategy when TF_CONFIG is set.
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"

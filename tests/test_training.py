@@ -17,7 +17,7 @@ from svgan.data.pipeline import make_dataset
 from svgan.evaluation.prepared_report import evaluate_prepared
 from svgan.training import gan_step
 from svgan.training.fit import TrainingError, TrainingInterrupted, Trainer, train
-from svgan.training.runtime import Runtime
+from svgan.training.runtime import Runtime, choose_policy, cpu_computes_bfloat16
 
 from conftest import REPO, TINY_MODEL, interrupted_at_call, tiny_config
 
@@ -107,7 +107,7 @@ def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prep
     single = Trainer(cfg, manifest, str(tmp_path / "a"))
     assert len(tf.config.list_logical_devices("CPU")) == 2
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    runtime = Runtime(strategy, False, False, 0)
+    runtime = Runtime(strategy, "float32", False, 0)
     from svgan.models import build_discriminator, build_generator
 
     with strategy.scope():
@@ -258,22 +258,39 @@ from svgan.training.fit import Trainer
 import sys; sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
 from conftest import tiny_config
 manifest = load_manifest({brats_prepared!r})
-for setting in ("train.jit_compile", "train.mixed_precision"):
+for setting, value in (("train.jit_compile", "on"), ("train.mixed_precision", "on"), ("train.mixed_precision", "bfloat16")):
     cfg = tiny_config("brats")
-    setattr(cfg.train, setting.split(".")[1], "on")
-    trainer = Trainer(cfg, manifest, {str(tmp_path)!r} + "/" + setting)
+    setattr(cfg.train, setting.split(".")[1], value)
+    trainer = Trainer(cfg, manifest, {str(tmp_path)!r} + "/" + setting + value)
     batch = next(iter(make_dataset(manifest, "train", cfg, training=True)))
     batch = {{k: batch[k] for k in ("image", "label", "disease")}}
     before = trainer.G.get_layer("seg_logits").kernel.numpy().copy()
     losses = {{k: float(v) for k, v in trainer.gan.step(batch).items()}}
     assert all(np.isfinite(v) for v in losses.values()), losses
     assert not np.array_equal(before, trainer.G.get_layer("seg_logits").kernel.numpy())
-    print(setting, trainer.runtime.jit_compile, trainer.runtime.mixed_precision, keras.mixed_precision.global_policy().name)
+    print(setting, value, trainer.runtime.jit_compile, trainer.runtime.loss_scaling, keras.mixed_precision.global_policy().name)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "train.jit_compile True False float32" in result.stdout
-    assert "train.mixed_precision False True mixed_float16" in result.stdout
+    assert "train.jit_compile on True False float32" in result.stdout
+    assert "train.mixed_precision on False True mixed_float16" in result.stdout
+    # bfloat16 needs no loss scaling, and only where this CPU computes it natively.
+    bfloat16 = "mixed_bfloat16" if cpu_computes_bfloat16() else "float32"
+    assert f"train.mixed_precision bfloat16 False False {bfloat16}" in result.stdout
+
+
+def test_bfloat16_is_chosen_only_where_the_cpu_has_bfloat16_instructions(tmp_path):
+    with_bf16, without = tmp_path / "with", tmp_path / "without"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512vl\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512vl\n")
+    assert cpu_computes_bfloat16(str(with_bf16))
+    assert not cpu_computes_bfloat16(str(without))
+    assert not cpu_computes_bfloat16(str(tmp_path / "missing"))
+    # A GPU computes bfloat16 whatever the CPU; "auto" and "on" keep their float16 meaning.
+    assert choose_policy("bfloat16", gpus=1) == "mixed_bfloat16"
+    assert choose_policy("on", gpus=0) == "mixed_float16"
+    assert choose_policy("auto", gpus=0) == "float32"
+    assert choose_policy("auto", gpus=1) == "mixed_float16"
 
 
 def test_multi_worker_strategy_from_tf_config(brats_prepared, tmp_path):

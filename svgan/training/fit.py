@@ -405,7 +405,7 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
     if verbose:
         r = trainer.runtime
         print(f"Training {cfg.data.dataset} from epoch {start_epoch + 1} to {cfg.train.epochs} in {run_dir} "
-              f"({r.replicas} replica(s), {'mixed_float16' if r.mixed_precision else 'float32'}, "
+              f"({r.replicas} replica(s), {r.policy}, "
               f"{'XLA' if r.jit_compile else 'tf.function'}; class weights {np.round(trainer.seg_weights, 2).tolist()})", flush=True)
 
     last = run_epochs(callbacks, lambda epoch, on_step: trainer.train_epoch(on_step), start_epoch, cfg.train.epochs)

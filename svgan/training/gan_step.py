@@ -79,7 +79,7 @@ class GANStep:
             self.d_opt = keras.optimizers.RMSprop(
                 learning_rate(t.discriminator_learning_rate or t.learning_rate, d_schedule, d_updates),
                 global_clipnorm=t.clipnorm)
-            if runtime.mixed_precision:
+            if runtime.loss_scaling:
                 self.g_opt = keras.optimizers.LossScaleOptimizer(self.g_opt)
                 self.d_opt = keras.optimizers.LossScaleOptimizer(self.d_opt)
             # Built now so that a checkpoint restores their slots before the first step.
@@ -141,7 +141,7 @@ class GANStep:
         # Inside the tape: local means divided by the replica count (the optimizer sums
         # gradients over replicas), and loss scaling for float16.
         scaled = loss / self.runtime.replicas
-        return optimizer.scale_loss(scaled) if self.runtime.mixed_precision else scaled
+        return optimizer.scale_loss(scaled) if self.runtime.loss_scaling else scaled
 
     def _update_discriminator(self, batch, probabilities):
         tf = import_tf()

@@ -1,9 +1,11 @@
 """Where and how training runs: seeds, determinism, mixed precision, XLA, tf.distribute.
 
 On CPU the defaults are plain float32 ``tf.function`` steps: XLA and float16 are
-both slower there (measured in shared/TF-NOTES.md). "auto" turns mixed precision
-and XLA on when a GPU is visible; several GPUs get a MirroredStrategy, and a
-TF_CONFIG environment variable a MultiWorkerMirroredStrategy.
+both slower there. "auto" turns mixed float16 and XLA on when a GPU is visible;
+``mixed_precision: bfloat16`` computes in bfloat16 where the hardware does so natively
+(a GPU, or a CPU with AVX512-BF16 or AMX instructions) and stays float32 elsewhere.
+Several GPUs get a MirroredStrategy, and a TF_CONFIG environment variable a
+MultiWorkerMirroredStrategy.
 """
 
 from __future__ import annotations
@@ -17,16 +19,43 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 
 
+# /proc/cpuinfo flags of x86 CPUs that compute bfloat16 dot products in hardware.
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 @dataclass
 class Runtime:
     strategy: object  # tf.distribute.Strategy
-    mixed_precision: bool
+    policy: str  # Keras dtype policy: "float32", "mixed_float16" or "mixed_bfloat16"
     jit_compile: bool
     gpus: int
 
     @property
     def replicas(self) -> int:
         return self.strategy.num_replicas_in_sync
+
+    @property
+    def loss_scaling(self) -> bool:
+        # float16's narrow exponent underflows small gradients; bfloat16 has float32's exponent.
+        return self.policy == "mixed_float16"
+
+
+def cpu_computes_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bfloat16 instructions (Linux's cpuinfo flags; False where unreadable)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
+def choose_policy(setting: str, gpus: int) -> str:
+    """The dtype policy of ``train.mixed_precision`` on this machine."""
+    if setting == "bfloat16":
+        # Without bfloat16 instructions the CPU would convert every operand: float32 there.
+        return "mixed_bfloat16" if gpus > 0 or cpu_computes_bfloat16() else "float32"
+    return "mixed_float16" if _choose(setting, gpus > 0) else "float32"
 
 
 def _choose(setting: str, default: bool) -> bool:
@@ -64,11 +93,11 @@ def configure(train: TrainConfig, seed: int) -> Runtime:
     import keras
 
     gpus = len(tf.config.list_physical_devices("GPU"))
-    mixed = _choose(train.mixed_precision, gpus > 0)
+    policy = choose_policy(train.mixed_precision, gpus)
     jit = _choose(train.jit_compile, gpus > 0)
     keras.utils.set_random_seed(seed)
     if train.deterministic and not jit:
         # Bit-identical runs across processes; XLA's MaxPool gradient has no deterministic kernel.
         tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    return Runtime(select_strategy(train.distribute, gpus), mixed, jit, gpus)
+    keras.mixed_precision.set_global_policy(policy)
+    return Runtime(select_strategy(train.distribute, gpus), policy, jit, gpus)
