@@ -59,9 +59,11 @@ WHOLE_IMAGE = (128, 128)
 REFERENCE_WIDTH = 16
 WIDTH_COST = {REFERENCE_WIDTH: {"supervised": 1.0, "adversarial": 1.0}, 32: {"supervised": 2.0, "adversarial": 1.74}}
 # A step in mixed bfloat16 (train.mixed_precision: bfloat16) costs this fraction of a float32 step of
-# the same width: measured on this project's machine (a CPU with AMX and AVX512-BF16 instructions,
-# which the reference machine is taken to have), alone, twice each (benchmarks/model_speed.py --only
-# real-acdc --part train with train.mixed_precision bfloat16 and off). Keyed by model.base_filters.
+# the same width on a CPU with AMX and AVX512-BF16 instructions: measured on one such machine of this
+# project's, alone, twice each (benchmarks/model_speed.py --only real-acdc --part train with
+# train.mixed_precision bfloat16 and off). On a CPU without them the run stays in float32 and a step
+# costs a float32 one, so these minutes hold only where the training machine has the instructions.
+# Keyed by model.base_filters.
 BFLOAT16_COST = {32: {"supervised": 0.55, "adversarial": 0.68}}
 TRAINED_VARIANTS = ("recipe", "gan_from_step_one")  # what this script trains
 VARIANTS = TRAINED_VARIANTS + ("supervised_only",)  # what --runs may add
