@@ -270,6 +270,11 @@ class PostprocessConfig:
     # the features of the predicted segmentation, as the challenge's best entries diagnosed
     # (svgan/evaluation/clinical.py). svgan evaluate reports both either way.
     diagnosis: Literal["head", "clinical_features"] = "head"
+    # Test-time augmentation (svgan/evaluation/test_time.py) for svgan predict and evaluate: views of
+    # the patient as [degrees, scale] pairs (a rotation about the image centre, then a zoom; > 1 zooms
+    # in) whose probabilities, turned back, are averaged with the unchanged patient's. [] (Rezaei et
+    # al.): the patient once. Validation during training never uses them.
+    test_time_views: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -372,6 +377,8 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(all(isinstance(e, int) and e >= 1 for e in stage_epochs), "train.progressive_epochs: each stage needs >= 1 epoch")
     check(cfg.postprocess.diagnosis == "head" or dataset.cardiac,
           f"postprocess.diagnosis: clinical_features needs a cardiac dataset such as acdc, not {dataset.name}")
+    check(all(len(v) == 2 and abs(v[0]) <= 180 and v[1] > 0 for v in cfg.postprocess.test_time_views),
+          "postprocess.test_time_views: each view needs [degrees, scale] with degrees in [-180, 180] and scale > 0")
     tau = cfg.postprocess.disease_prior_correction
     check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 

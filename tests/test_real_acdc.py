@@ -117,3 +117,28 @@ def test_largest_component_prediction_leaves_one_piece_per_structure(real_run, t
                     # Restoring the native grid may split a piece thinner than a voxel; never into more than a few.
                     _, n = ndimage.label(pred == c, structure=np.ones((3, 3, 3)))
                     assert n <= 3, (name, c, n)
+
+
+@requires_shared_data
+def test_test_time_views_keep_the_input_geometry_and_an_unturned_view_changes_nothing(real_run, tmp_path):
+    _, run = real_run
+    held_out = _link_patients(tmp_path / "in", [HELD_OUT])
+    outputs = {}
+    for name, views in (("plain", None), ("unturned", "[[0, 1]]"), ("turned", "[[8, 1], [0, 1.1]]")):
+        extra = [] if views is None else ["--set", f"postprocess.test_time_views={views}"]
+        assert main(["predict", run, held_out, str(tmp_path / name)] + extra) == 0
+        with open(tmp_path / name / f"{HELD_OUT}_pred.json") as f:
+            head = json.load(f)["head_probabilities"]
+        labels = {n: nib.load(tmp_path / name / n) for n in sorted(os.listdir(tmp_path / name)) if n.endswith(".nii.gz")}
+        outputs[name] = head, labels
+    plain_head, plain_labels = outputs["plain"]
+    for name in ("unturned", "turned"):
+        head, labels = outputs[name]
+        assert labels.keys() == plain_labels.keys()
+        for n, img in labels.items():
+            assert img.shape == plain_labels[n].shape and np.array_equal(img.affine, plain_labels[n].affine)
+    # A view turned by nothing is the patient itself: the average of two equal predictions.
+    assert outputs["unturned"][0] == pytest.approx(plain_head, abs=1e-5)
+    for n, img in outputs["unturned"][1].items():
+        assert np.array_equal(np.asarray(img.dataobj), np.asarray(plain_labels[n].dataobj))
+    assert outputs["turned"][0] != pytest.approx(plain_head, abs=1e-5)

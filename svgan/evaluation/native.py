@@ -3,7 +3,8 @@
 The raw volumes go through exactly the preprocessing of training (the run's
 ``prepare`` settings and the Nyul landmarks of its manifest), every slice is
 inferred (``inference.predict_patient``, by default each slice decoded once from the
-overlapping window in which it sits most centrally), and the crop, resize and resampling
+overlapping window in which it sits most centrally; with ``postprocess.test_time_views`` also on
+rotated and scaled views, averaged), and the crop, resize and resampling
 are undone on the class probabilities (``restore_probabilities``) before the argmax,
 so that the label map has the input's shape. It is written with the input's
 own header (affine, qform/sform codes, zooms: ACDC's spacing lives only in the
@@ -22,7 +23,7 @@ from ..data.conventions import LABEL_CONVENTIONS
 from ..data.io import NIFTI_SUFFIXES, Geometry, save_nifti
 from ..data.preprocess import preprocess_patient, restore_probabilities
 from ..data.readers import PatientVolume
-from .inference import predict_patient
+from .test_time import predict_patient_views
 from .postprocess import keep_largest_component
 
 
@@ -31,8 +32,9 @@ def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard
     """(training classes [P, X, Y, Z] on the input grid, disease probabilities [M])."""
     standard = None if not cfg.prepare.nyul or nyul_standard is None else np.asarray(nyul_standard)
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=standard)
-    probs, disease = predict_patient(predict_fn, prepared.image, cfg.pipeline.sequence_length,
-                                     cfg.pipeline.batch_size, cfg.pipeline.image_size, mode=mode)
+    probs, disease = predict_patient_views(predict_fn, prepared.image, cfg.pipeline.sequence_length,
+                                           cfg.pipeline.batch_size, cfg.pipeline.image_size, mode,
+                                           cfg.postprocess.test_time_views)
     native = np.stack([restore_probabilities(probs[p], prepared.crop).argmax(-1).astype(np.uint8)
                        for p in range(probs.shape[0])])
     if cfg.postprocess.largest_component:
