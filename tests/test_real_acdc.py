@@ -63,6 +63,22 @@ def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_ru
 
 
 @requires_shared_data
+def test_kept_training_predictions_are_reused_only_under_the_same_test_time_views(real_run, tmp_path):
+    _, run = real_run
+    held_out = _link_patients(tmp_path / "held_out", [HELD_OUT])
+    kept = os.path.join(run, "predictions_train", f"{TRAIN_PATIENTS[0]}_pred.json")
+
+    def evaluate_with(views):
+        out = str(tmp_path / f"eval_{len(os.listdir(tmp_path))}")
+        assert main(["evaluate", run, "--data", held_out, "--out", out, "--set", f"postprocess.test_time_views={views}"]) == 0
+        return os.stat(kept).st_mtime_ns
+
+    once = evaluate_with("[]")
+    assert evaluate_with("[]") == once  # same settings: the kept predictions serve again
+    assert evaluate_with("[[8, 1]]") != once  # other views make other label maps: predicted again
+
+
+@requires_shared_data
 def test_a_patient_the_run_trained_on_is_flagged_and_one_without_group_is_scored_for_segmentation_only(real_run, tmp_path):
     _, run = real_run
     folder = tmp_path / "mixed"
