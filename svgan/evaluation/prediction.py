@@ -37,6 +37,13 @@ class RunPredictor:
         self.prior = training_class_prior(self.manifest, self.cfg.pipeline.class_sampling)
         self.forest = truth_fitted_classifier(self.manifest) if self.cfg.postprocess.diagnosis == "clinical_features" else None
 
+    def label_settings(self) -> dict:
+        """The settings besides the generator that decide ``predict``'s label maps (read by
+        ``predict_volume``): a folder of kept label maps is valid while these stay the same."""
+        post = self.cfg.postprocess
+        return {"windows": self.windows, "largest_component": post.largest_component,
+                "test_time_views": post.test_time_views}
+
     def predict(self, record):
         """(volume, training classes [P, X, Y, Z] on the input grid, diagnosis dict) of one raw patient."""
         cfg = self.cfg

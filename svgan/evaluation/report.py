@@ -309,9 +309,7 @@ def _training_prediction_features(run_dir: str, manifest, predictor) -> list[dic
     predicted once into ``RUN/predictions_train`` and kept while the generator and the prediction
     settings that shape the label maps stay the same (a run that trained on is predicted again)."""
     gen = os.stat(os.path.join(run_dir, GENERATOR_NAME))
-    post = predictor.cfg.postprocess
-    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns, "windows": predictor.windows,
-           "largest_component": post.largest_component, "test_time_views": post.test_time_views}
+    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns, **predictor.label_settings()}
     folder = os.path.join(run_dir, TRAINING_PREDICTIONS)
     stamp = os.path.join(folder, "settings.json")
     records = [r for r in split_records(manifest, "train") if manifest.patients[r.patient_id].get("disease") is not None]
