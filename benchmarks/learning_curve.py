@@ -263,6 +263,7 @@ def main() -> None:
                         help="learning_curve.csv files of earlier calls whose rows to add")
     args = parser.parse_args()
 
+    from svgan._signals import sigterm_as_ctrl_c
     from svgan.config import load_config
     from svgan.data.io import write_csv
     from svgan.errors import SvganError
@@ -288,8 +289,9 @@ def main() -> None:
                              f"finish it with `svgan train --resume {run_dir}` or give another --out")
                 print(f"{variant}, {minutes:g} minutes: {' '.join(overrides)}", flush=True)
                 try:
-                    train(cfg, args.data, run_dir=run_dir, resume=resume)
-                except SvganError as e:  # Ctrl-C (checkpoint saved: the next call resumes) or bad input
+                    with sigterm_as_ctrl_c():
+                        train(cfg, args.data, run_dir=run_dir, resume=resume)
+                except SvganError as e:  # Ctrl-C or SIGTERM (checkpoint saved: the next call resumes) or bad input
                     sys.exit(str(e))
             row = _row(variant, cfg, run_dir)
             rows.append(row)

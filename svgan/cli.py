@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from ._signals import sigterm_as_ctrl_c
 from ._tf import import_tf
 from .errors import SvganError
 from .evaluation.inference import WINDOW_MODES
@@ -375,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with sigterm_as_ctrl_c():
+            return args.func(args)
     except SvganError as e:
         print(f"svgan {args.command}: error: {e}", file=sys.stderr)
         return 2

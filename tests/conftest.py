@@ -38,8 +38,9 @@ TINY_MODEL = ["model.base_filters=4", "model.recurrent_units=4", "model.discrimi
               "model.classifier_units=[8]", "train.image_summaries=false"]
 
 
-def interrupted_at_call(monkeypatch, n: int) -> None:
-    """Ctrl-C at the ``n``-th training step (1-based): GANStep.step raises KeyboardInterrupt there."""
+def interrupted_at_call(monkeypatch, n: int, signal_number: int | None = None) -> None:
+    """Ctrl-C at the ``n``-th training step (1-based): GANStep.step raises KeyboardInterrupt there,
+    or, given ``signal_number``, sends that signal to this process there (as ``kill`` would)."""
     from svgan.training import gan_step
 
     real_step, calls = gan_step.GANStep.step, {"n": 0}
@@ -47,7 +48,9 @@ def interrupted_at_call(monkeypatch, n: int) -> None:
     def interrupted(self, batch):
         calls["n"] += 1
         if calls["n"] == n:
-            raise KeyboardInterrupt
+            if signal_number is None:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal_number)
         return real_step(self, batch)
 
     monkeypatch.setattr(gan_step.GANStep, "step", interrupted)
@@ -55,14 +58,18 @@ def interrupted_at_call(monkeypatch, n: int) -> None:
 
 def tiny_config(dataset: str, *more_overrides: str, **prepare):
     """Fast settings for tests: no N4, small in-plane size, a tiny model; then ``more_overrides``."""
+    return load_config(None, tiny_overrides(dataset, *more_overrides, **prepare))
+
+
+def tiny_overrides(dataset: str, *more_overrides: str, **prepare) -> list[str]:
+    """``tiny_config``'s settings as KEY=VALUE strings (for ``svgan ... --set``)."""
     overrides = [f"data.dataset={dataset}", "prepare.n4_bias_correction=false"]
     if dataset == "brats":
         overrides += ["prepare.image_size=[48, 48]", "pipeline.sequence_length=4"]
     else:
         overrides += ["prepare.image_size=[48, 48]", "prepare.crop=center", "pipeline.sequence_length=8",
                       "prepare.target_spacing=[2.0, 2.0, null]"]
-    overrides += [f"prepare.{k}={v}" for k, v in prepare.items()] + TINY_MODEL + list(more_overrides)
-    return load_config(None, overrides)
+    return overrides + [f"prepare.{k}={v}" for k, v in prepare.items()] + TINY_MODEL + list(more_overrides)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from svgan.training import gan_step
 from svgan.training.fit import TrainingError, TrainingInterrupted, Trainer, train
 from svgan.training.runtime import Runtime, choose_policy, cpu_computes_bfloat16
 
-from conftest import REPO, TINY_MODEL, interrupted_at_call, tiny_config
+from conftest import REPO, TINY_MODEL, interrupted_at_call, tiny_config, tiny_overrides
 
 tf = import_tf()
 import keras  # noqa: E402
@@ -185,6 +186,26 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_
             train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), verbose=False)
     train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), resume=True, verbose=False)
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
+
+
+def test_sigterm_stops_svgan_train_as_ctrl_c_does_with_a_checkpoint_at_the_step(brats_prepared, tmp_path, monkeypatch,
+                                                                                 capsys):
+    # kill, a scheduler's time limit and docker stop send SIGTERM, whose default ends Python at once and
+    # loses every step since the last end-of-epoch checkpoint.
+    run = str(tmp_path / "run")
+    sets = sum((["--set", o] for o in tiny_overrides("brats", "train.steps_per_epoch=3", "train.epochs=2")), [])
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as patched:
+        interrupted_at_call(patched, 5, signal.SIGTERM)  # epoch 2, step 2
+        assert main(["train", "--data", brats_prepared, "--run-dir", run] + sets) == 2
+    assert "interrupted at epoch 2, step 1; checkpoint" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(run, "checkpoints")))
+    assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert main(["train", "--resume", run]) == 0
+    with open(os.path.join(run, "history.csv")) as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
 
 @pytest.mark.parametrize("keep", ["best_validation", "last"])
