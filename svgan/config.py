@@ -401,6 +401,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str | None) -> Any:
         inner = [t for t in args if t is not type(None)]
         return _coerce(value, inner[0], where, source)
     if origin is Literal:
+        if isinstance(value, bool) and "on" in args and "off" in args:
+            value = "on" if value else "off"  # YAML 1.1 (PyYAML, --set) reads a bare on / off as true / false
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}", source)
         return value

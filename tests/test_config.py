@@ -39,6 +39,17 @@ def test_set_overrides_yaml_values(tmp_path):
     assert cfg.augment.scale_range == [0.8, 1.2]
 
 
+def test_a_bare_on_or_off_means_the_setting_not_a_boolean(tmp_path):
+    # YAML 1.1 reads unquoted on / off as true / false; the settings that take "on" / "off" accept them.
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  jit_compile: on\n  mixed_precision: off\n")
+    cfg = load_config(path)
+    assert (cfg.train.jit_compile, cfg.train.mixed_precision) == ("on", "off")
+    assert load_config(None, ["train.jit_compile=off"]).train.jit_compile == "off"
+    with pytest.raises(ConfigError, match="is not one of"):  # a setting without on / off still refuses booleans
+        load_config(None, ["train.lr_schedule=on"])
+
+
 def test_save_and_load_round_trip(tmp_path):
     cfg = load_config(None, ["data.dataset=acdc", "pipeline.sequence_length=16"])
     cfg.save(tmp_path / "resolved.yaml")
