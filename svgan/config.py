@@ -275,6 +275,11 @@ class PostprocessConfig:
     # in) whose probabilities, turned back, are averaged with the unchanged patient's. [] (Rezaei et
     # al.): the patient once. Validation during training never uses them.
     test_time_views: list[list[float]] = field(default_factory=list)
+    # Two passes for a model trained on windows centred on the labels (pipeline.crop_size with
+    # crop_placement: foreground; svgan/evaluation/foreground_window.py): the whole image once, then
+    # the pipeline.crop_size window centred on its foreground, with the test-time views. false (Rezaei
+    # et al.): the whole image. Validation during training never uses it.
+    foreground_window: bool = False
 
 
 @dataclass
@@ -379,6 +384,8 @@ def _validate(cfg: Config, source: str | None) -> None:
           f"postprocess.diagnosis: clinical_features needs a cardiac dataset such as acdc, not {dataset.name}")
     check(all(len(v) == 2 and abs(v[0]) <= 180 and v[1] > 0 for v in cfg.postprocess.test_time_views),
           "postprocess.test_time_views: each view needs [degrees, scale] with degrees in [-180, 180] and scale > 0")
+    check(not cfg.postprocess.foreground_window or q.crop_size is not None,
+          "postprocess.foreground_window needs pipeline.crop_size (the size of the window the model trained on)")
     tau = cfg.postprocess.disease_prior_correction
     check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 

@@ -4,7 +4,8 @@ The raw volumes go through exactly the preprocessing of training (the run's
 ``prepare`` settings and the Nyul landmarks of its manifest), every slice is
 inferred (``inference.predict_patient``, by default each slice decoded once from the
 overlapping window in which it sits most centrally; with ``postprocess.test_time_views`` also on
-rotated and scaled views, averaged), and the crop, resize and resampling
+rotated and scaled views, averaged; with ``postprocess.foreground_window`` again on a window
+centred on the first pass's foreground), and the crop, resize and resampling
 are undone on the class probabilities (``restore_probabilities``) before the argmax,
 so that the label map has the input's shape. It is written with the input's
 own header (affine, qform/sform codes, zooms: ACDC's spacing lives only in the
@@ -23,6 +24,7 @@ from ..data.conventions import LABEL_CONVENTIONS
 from ..data.io import NIFTI_SUFFIXES, Geometry, save_nifti
 from ..data.preprocess import preprocess_patient, restore_probabilities
 from ..data.readers import PatientVolume
+from .foreground_window import predict_on_foreground_window
 from .test_time import predict_patient_views
 from .postprocess import keep_largest_component
 
@@ -32,9 +34,13 @@ def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard
     """(training classes [P, X, Y, Z] on the input grid, disease probabilities [M])."""
     standard = None if not cfg.prepare.nyul or nyul_standard is None else np.asarray(nyul_standard)
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=standard)
-    probs, disease = predict_patient_views(predict_fn, prepared.image, cfg.pipeline.sequence_length,
-                                           cfg.pipeline.batch_size, cfg.pipeline.image_size, mode,
-                                           cfg.postprocess.test_time_views)
+    pipe, post = cfg.pipeline, cfg.postprocess
+    if post.foreground_window:
+        probs, disease = predict_on_foreground_window(predict_fn, prepared.image, pipe.crop_size, pipe.sequence_length,
+                                                      pipe.batch_size, mode, post.test_time_views)
+    else:
+        probs, disease = predict_patient_views(predict_fn, prepared.image, pipe.sequence_length, pipe.batch_size,
+                                               pipe.image_size, mode, post.test_time_views)
     native = np.stack([restore_probabilities(probs[p], prepared.crop).argmax(-1).astype(np.uint8)
                        for p in range(probs.shape[0])])
     if cfg.postprocess.largest_component:

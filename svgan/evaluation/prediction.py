@@ -42,7 +42,7 @@ class RunPredictor:
         ``predict_volume``): a folder of kept label maps is valid while these stay the same."""
         post = self.cfg.postprocess
         return {"windows": self.windows, "largest_component": post.largest_component,
-                "test_time_views": post.test_time_views}
+                "test_time_views": post.test_time_views, "foreground_window": post.foreground_window}
 
     def predict(self, record):
         """(volume, training classes [P, X, Y, Z] on the input grid, diagnosis dict) of one raw patient."""
