@@ -74,6 +74,18 @@ def load_run(run_dir: str, prepared_dir: str | None = None, overrides: list[str]
     return cfg, Manifest(prepared_dir or cfg.data.prepared_dir, copy.data)
 
 
+def build_run_generator(cfg: Config, manifest: Manifest, size: tuple[int, int]):
+    """A new (untrained) generator of the run's architecture for ``size`` [H, W] images: what training
+    builds, and what prediction at another size than the saved generator's copies its weights into."""
+    from .losses.registry import uses_cosine_classifier
+    from .models.generator import build_generator
+
+    phases = len(next(iter(manifest.patients.values()))["phases"])
+    return build_generator(cfg.model, size, len(manifest.data["modalities"]), len(manifest.class_names),
+                           len(manifest.disease_classes), phases,
+                           cosine_classifier=uses_cosine_classifier(cfg.model, cfg.loss))
+
+
 def load_generator(run_dir: str):
     """The run's ``generator.keras`` (its layers registered first)."""
     path = os.path.join(run_dir, GENERATOR_NAME)

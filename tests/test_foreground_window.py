@@ -55,14 +55,16 @@ class _Recording:
 def test_the_second_pass_sees_the_window_on_the_first_passs_foreground():
     image = np.full((1, 4, 32, 32, 1), -4.0, np.float32)
     image[:, :, 20:26, 2:6] = 4.0  # the "heart": centre of mass (22.5, 3.5); a 16 x 16 window at (15, -4)
-    model = _Recording(per_pixel=True)
-    probs, disease = predict_on_foreground_window(model, image, (16, 16), 4, mode="single")
-    assert [x.shape[2:4] for x in model.inputs] == [(32, 32), (16, 16)]
-    np.testing.assert_array_equal(model.inputs[1][0], cut_window(image[0], 15, -4, (16, 16)))
+    whole_model, window_model = _Recording(per_pixel=True), _Recording(per_pixel=True)
+    probs, disease = predict_on_foreground_window(whole_model, window_model, image, (16, 16), 4, mode="single")
+    assert [x.shape[2:4] for x in whole_model.inputs] == [(32, 32)]
+    assert [x.shape[2:4] for x in window_model.inputs] == [(16, 16)]
+    np.testing.assert_array_equal(window_model.inputs[0][0], cut_window(image[0], 15, -4, (16, 16)))
     # A per-pixel model gives the same probabilities in the window as on the whole image.
     np.testing.assert_allclose(probs[..., 1], 1 / (1 + np.exp(-image[..., 0])), rtol=1e-5)
-    window_mean = cut_window(image[0], 15, -4, (16, 16)).mean()
-    np.testing.assert_allclose(disease, [1 / (1 + np.exp(-window_mean)), 1 - 1 / (1 + np.exp(-window_mean))], rtol=1e-5)
+    # The disease is the whole image's: the head reads structure shares of the whole image.
+    whole_mean = image.mean()
+    np.testing.assert_allclose(disease, [1 / (1 + np.exp(-whole_mean)), 1 - 1 / (1 + np.exp(-whole_mean))], rtol=1e-5)
 
 
 def test_the_windows_probabilities_replace_the_first_passs_where_the_window_lies():
@@ -70,7 +72,7 @@ def test_the_windows_probabilities_replace_the_first_passs_where_the_window_lies
     # foreground (p > 0.5) is columns 16-31 of every row: centre (15.5, 23.5), so the 16 x 16 window
     # starts at (8, 16) and covers rows 8-23, columns 16-31, where it says (column - 16) / 15.
     image = np.zeros((1, 4, 32, 32, 1), np.float32)
-    probs, _ = predict_on_foreground_window(_Recording(per_pixel=False), image, (16, 16), 4, mode="single")
+    probs, _ = predict_on_foreground_window(*[_Recording(per_pixel=False)] * 2, image, (16, 16), 4, mode="single")
     columns = np.arange(32, dtype=np.float32)
     expected = np.broadcast_to(columns / 31, (1, 4, 32, 32)).copy()
     expected[:, :, 8:24, 16:32] = (columns[16:] - 16) / 15
@@ -80,7 +82,7 @@ def test_the_windows_probabilities_replace_the_first_passs_where_the_window_lies
 def test_no_foreground_predicts_the_whole_image_with_its_views_once_each():
     image = np.full((1, 4, 16, 16, 1), -4.0, np.float32)
     model = _Recording(per_pixel=True)
-    probs, _ = predict_on_foreground_window(model, image, (8, 8), 4, mode="single", views=[[90, 1], [180, 1]])
+    probs, _ = predict_on_foreground_window(model, model, image, (8, 8), 4, mode="single", views=[[90, 1], [180, 1]])
     assert [x.shape[2:4] for x in model.inputs] == [(16, 16)] * 3  # the unchanged image is not predicted twice
     np.testing.assert_allclose(probs[..., 1], 1 / (1 + np.exp(4.0)), rtol=1e-4)
 

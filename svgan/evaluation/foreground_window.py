@@ -9,7 +9,9 @@ first pass (the patient once, on the whole image) gives the centre of mass of th
 calls foreground, over every phase and slice; the second pass predicts the window of the
 training size centred there, to the nearest pixel (zeros outside the image, as the training
 windows are filled), with ``postprocess.test_time_views`` turned about the window's centre;
-its probabilities replace the first pass's inside the window. The disease is the second pass's.
+its probabilities replace the first pass's inside the window. The disease is the first pass's:
+the model's head was fitted on whole images, and the volume head reads each structure's share of
+the image, which a window changes.
 
 Cost: one whole-image pass plus (views + 1) window passes (a 96 x 96 window of a 128 x 128
 image costs about 0.56 of it), against (views + 1) whole-image passes without it.
@@ -57,18 +59,18 @@ def paste_window(volume: np.ndarray, window: np.ndarray, top: int, left: int) ->
     return out
 
 
-def predict_on_foreground_window(predict_fn, image: np.ndarray, window_size, sequence_length: int,
+def predict_on_foreground_window(predict_fn, window_predict_fn, image: np.ndarray, window_size, sequence_length: int,
                                  batch_size: int = 2, mode: str = "central", views=()) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities [P, Z, H, W, K], disease probabilities [M]) of a prepared patient
-    ``image`` [P, Z, H, W, C]: the whole image once, then the ``window_size`` window on its
-    foreground with ``views``. Nothing found in the first pass: the whole image with ``views``, as
-    without a window."""
+    ``image`` [P, Z, H, W, C]: the whole image once (``predict_fn``), then the ``window_size`` window
+    on its foreground with ``views`` (``window_predict_fn``: the same generator built for that size).
+    Nothing found in the first pass: the whole image with ``views``, as without a window."""
     whole, disease = predict_patient(predict_fn, image, sequence_length, batch_size, None, mode)
     origin = window_origin(whole.argmax(-1) > 0, window_size)
     if origin is None:
         return predict_patient_views(predict_fn, image, sequence_length, batch_size, None, mode, views,
                                      unchanged=(whole, disease))
     top, left = origin
-    window, disease = predict_patient_views(predict_fn, cut_window(image, top, left, window_size), sequence_length,
-                                            batch_size, None, mode, views)
+    window, _ = predict_patient_views(window_predict_fn, cut_window(image, top, left, window_size), sequence_length,
+                                      batch_size, None, mode, views)
     return paste_window(whole, window, top, left), disease

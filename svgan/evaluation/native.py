@@ -30,14 +30,18 @@ from .postprocess import keep_largest_component
 
 
 def predict_volume(predict_fn, volume: PatientVolume, cfg: Config, nyul_standard=None,
-                   mode: str = "central") -> tuple[np.ndarray, np.ndarray]:
-    """(training classes [P, X, Y, Z] on the input grid, disease probabilities [M])."""
+                   mode: str = "central", window_predict_fn=None) -> tuple[np.ndarray, np.ndarray]:
+    """(training classes [P, X, Y, Z] on the input grid, disease probabilities [M]).
+    ``window_predict_fn``: with ``postprocess.foreground_window``, the generator built for
+    ``pipeline.crop_size`` images (``predict_fn``'s is built for whole ones)."""
     standard = None if not cfg.prepare.nyul or nyul_standard is None else np.asarray(nyul_standard)
     prepared = preprocess_patient(volume, cfg.prepare, nyul_standard=standard)
     pipe, post = cfg.pipeline, cfg.postprocess
     if post.foreground_window:
-        probs, disease = predict_on_foreground_window(predict_fn, prepared.image, pipe.crop_size, pipe.sequence_length,
-                                                      pipe.batch_size, mode, post.test_time_views)
+        if window_predict_fn is None:
+            raise ValueError("postprocess.foreground_window needs window_predict_fn, the generator at pipeline.crop_size")
+        probs, disease = predict_on_foreground_window(predict_fn, window_predict_fn, prepared.image, pipe.crop_size,
+                                                      pipe.sequence_length, pipe.batch_size, mode, post.test_time_views)
     else:
         probs, disease = predict_patient_views(predict_fn, prepared.image, pipe.sequence_length, pipe.batch_size,
                                                pipe.image_size, mode, post.test_time_views)

@@ -19,7 +19,7 @@ import numpy as np
 from ..data.datasets import get_dataset, load_patient
 from ..data.io import atomic_path
 from ..errors import DataError
-from ..runs import load_generator, load_run
+from ..runs import build_run_generator, load_generator, load_run
 from .clinical import truth_fitted_classifier
 from .diagnosis import prior_adjusted, training_class_prior
 from .inference import make_predict_fn
@@ -31,7 +31,13 @@ class RunPredictor:
 
     def __init__(self, run_dir: str, overrides: list[str] | None = None, windows: str = "central"):
         self.cfg, self.manifest = load_run(run_dir, overrides=overrides)
-        self.predict_fn = make_predict_fn(load_generator(run_dir))
+        generator = load_generator(run_dir)
+        self.predict_fn = make_predict_fn(generator)
+        self.window_predict_fn = None
+        if self.cfg.postprocess.foreground_window:  # the saved generator is built for whole images
+            twin = build_run_generator(self.cfg, self.manifest, tuple(self.cfg.pipeline.crop_size))
+            twin.set_weights(generator.get_weights())
+            self.window_predict_fn = make_predict_fn(twin)
         self.dataset = get_dataset(self.manifest.dataset)
         self.windows = windows
         self.prior = training_class_prior(self.manifest, self.cfg.pipeline.class_sampling)
@@ -48,7 +54,8 @@ class RunPredictor:
         """(volume, training classes [P, X, Y, Z] on the input grid, diagnosis dict) of one raw patient."""
         cfg = self.cfg
         volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
-        labels, head = predict_volume(self.predict_fn, volume, cfg, self.manifest.data.get("nyul_standard"), mode=self.windows)
+        labels, head = predict_volume(self.predict_fn, volume, cfg, self.manifest.data.get("nyul_standard"), mode=self.windows,
+                                      window_predict_fn=self.window_predict_fn)
         head = prior_adjusted(head, self.prior, cfg.postprocess.disease_prior_correction)
         classes = self.dataset.disease_classes
         diagnosis = {"diagnosis_source": cfg.postprocess.diagnosis,

@@ -35,10 +35,9 @@ from ..evaluation.attention_maps import save_attention_figure
 from ..evaluation.inference import make_predict_fn, predict_patient
 from ..evaluation.prepared_report import evaluate_prepared
 from ..losses import selective_class_weights
-from ..losses.registry import build_classification_loss, uses_cosine_classifier
+from ..losses.registry import build_classification_loss
 from ..models.discriminator import build_discriminator
-from ..models.generator import build_generator
-from ..runs import ATTENTION_NAME, CHECKPOINTS, GENERATOR_NAME, create_run, new_run_dir, write_summary
+from ..runs import ATTENTION_NAME, CHECKPOINTS, GENERATOR_NAME, build_run_generator, create_run, new_run_dir, write_summary
 from . import runtime as runtime_module
 from .callbacks import Curves, EarlyStopping, HistoryFile, ProgressBar, TensorBoard, TimeBudget
 from .gan_step import LOSS_NAMES, GANStep
@@ -109,13 +108,10 @@ class Trainer:
 
     def _build_models(self, size: tuple[int, int], discriminator: bool = True):
         manifest = self.manifest
-        channels = len(manifest.data["modalities"])
-        n_classes, n_diseases = len(manifest.class_names), len(manifest.disease_classes)
-        phases = len(next(iter(manifest.patients.values()))["phases"])
         with self.runtime.strategy.scope():
-            G = build_generator(self.cfg.model, size, channels, n_classes, n_diseases, phases,
-                                cosine_classifier=uses_cosine_classifier(self.cfg.model, self.cfg.loss))
-            D = build_discriminator(self.cfg.model, size, channels, n_classes) if discriminator else None
+            G = build_run_generator(self.cfg, manifest, size)
+            D = build_discriminator(self.cfg.model, size, len(manifest.data["modalities"]),
+                                    len(manifest.class_names)) if discriminator else None
         return G, D
 
     def inference_model(self):
