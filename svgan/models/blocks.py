@@ -16,6 +16,8 @@ import_tf()  # before keras, which would import TensorFlow loudly
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from .convolution import SameConv2D  # noqa: E402
+
 PACKAGE = "svgan"
 
 
@@ -151,7 +153,7 @@ class Standardize(keras.layers.Layer):
 def conv_block(x, filters: int, convs: int, kernel_size: int, norm: str, activation: str, name: str):
     """``convs`` x (3x3 convolution, optional group norm, activation)."""
     for i in range(convs):
-        x = keras.layers.Conv2D(filters, kernel_size, padding="same", use_bias=norm == "none", name=f"{name}_conv{i}")(x)
+        x = SameConv2D(filters, kernel_size, padding="same", use_bias=norm == "none", name=f"{name}_conv{i}")(x)
         if norm == "group":
             x = keras.layers.GroupNormalization(groups=min(8, filters), name=f"{name}_norm{i}")(x)
         if activation == "leaky_relu":
