@@ -217,11 +217,17 @@ def cmd_oversampling(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .evaluation.report import evaluate_run
+    from .pretrained import resolve
     from .runs import load_run
 
-    _, manifest = load_run(args.run_dir)
+    run_dir, bundle = resolve(args.run_dir)
+    if bundle is not None and not args.data:
+        raise SvganError(f"{args.run_dir} is a model bundle: its patients are not at hand; give --data FOLDER of patients "
+                         "with ground truth")
+    out = args.out or (f"evaluation-{bundle['name']}" if bundle is not None else None)  # never inside the package
+    _, manifest = load_run(run_dir)
     n = len(manifest.split_ids(args.split)) if not args.data else 0
-    summary = evaluate_run(args.run_dir, args.split, args.data, args.predictions, args.out, args.hausdorff,
+    summary = evaluate_run(run_dir, args.split, args.data, args.predictions, out, args.hausdorff,
                            progress=_progress_bar(n, f"Evaluating {n} patients of the {args.split} split"),
                            overrides=args.set, windows=args.windows)
     print(f"{manifest.dataset}: {summary['patients']} patients scored on their native grid")
@@ -254,13 +260,36 @@ def cmd_predict(args) -> int:
     from .data.datasets import discover_patients
     from .evaluation.prediction import RunPredictor, predict_records
 
-    predictor = RunPredictor(args.run_dir, overrides=args.set, windows=args.windows)
+    from .pretrained import resolve
+
+    predictor = RunPredictor(resolve(args.run_dir)[0], overrides=args.set, windows=args.windows)
     records = discover_patients(args.input, predictor.manifest.dataset, predictor.cfg.data.format)
     failed = predict_records(predictor, records, args.out_dir, _progress_bar(len(records), f"Predicting {len(records)} patient(s)"))
     print(f"Predicted {len(records) - len(failed)} of {len(records)} patient(s) into {os.path.abspath(args.out_dir)}")
     for pid, message in sorted(failed.items()):
         print(f"  {pid}: {message}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_models(args) -> int:
+    from .pretrained import describe, read_metadata, shipped_models
+
+    models = shipped_models()
+    for name, folder in models.items():
+        print(describe(name, read_metadata(folder)))
+    if not models:
+        print("No model ships with this installation.")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .pretrained import export_bundle
+
+    metadata = export_bundle(args.run_dir, args.out_dir, args.name, args.version)
+    size = sum(f["bytes"] for f in metadata["files"].values()) / 1e6
+    print(f"Exported {args.run_dir} as model {args.name} {args.version} ({size:.1f} MB) into {os.path.abspath(args.out_dir)}; "
+          f"use it with: svgan predict {args.out_dir} INPUT OUT")
+    return 0
 
 
 def _prediction_options(p) -> None:
@@ -349,23 +378,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("evaluate", help="Dice / Hausdorff / sensitivity and diagnosis metrics of a run on held-out patients")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_OR_MODEL", help="a run folder, or a shipped model's name (svgan models)")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"],
                    help="split of the run's data to score (default: test)")
     p.add_argument("--data", help="a raw BraTS / ACDC folder with ground truth to score instead of the split")
     p.add_argument("--predictions", help="score the *_pred.nii.gz files of this folder (any tool's) instead of the run's model")
-    p.add_argument("--out", help="output folder (default: RUN/evaluation)")
+    p.add_argument("--out", help="output folder (default: RUN/evaluation; for a shipped model ./evaluation-NAME)")
     p.add_argument("--hausdorff", default="pooled", choices=["pooled", "max_directed"],
                    help="HD95 as one percentile of both directions pooled (medpy, default) or the larger directed one")
     _prediction_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="write NIfTI predictions in the input's own geometry")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_OR_MODEL", help="a run folder, or a shipped model's name (svgan models)")
     p.add_argument("input", help="a raw patient folder, or a folder of them")
     p.add_argument("out_dir")
     _prediction_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="list the trained models that ship with svgan (use them by name)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="write a run's model as a self-contained bundle (what the shipped models are)")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir", help="a new folder")
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", default="1.0.0")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")
     p.add_argument("prepared_dir")

@@ -97,7 +97,11 @@ def load_generator(run_dir: str):
 
     from . import models  # noqa: F401  (registers the layers)
 
-    return keras.models.load_model(path)
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # a damaged zip, or a file of another Keras: one line, not a traceback
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SvganError(f"cannot load the generator under Keras {keras.__version__}: {first}", path) from None
 
 
 def write_history(run_dir: str, rows: list[dict], first_columns=()) -> None:

@@ -7,6 +7,7 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
 
 from svgan.cli import main
 
@@ -57,9 +58,14 @@ def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_ru
     assert ref["training_patients"] == len(TRAIN_PATIENTS) and ref["patients"] == 1
     assert ref["predictions"][HELD_OUT] in ("NOR", "MINF", "DCM", "HCM", "ARV")
     assert os.path.isfile(tmp_path / "eval" / "confusion_matrix_clinical_reference.csv")
-    # The run's predictions of its training patients, which that forest was fitted on, are kept for next time.
+    # The run's predictions of its training patients, which that forest was fitted on, and their features are kept.
     kept = os.listdir(os.path.join(run, "predictions_train"))
-    assert {f"{pid}_pred.json" for pid in TRAIN_PATIENTS} <= set(kept) and "settings.json" in kept
+    assert {f"{pid}_pred.json" for pid in TRAIN_PATIENTS} <= set(kept)
+    with open(os.path.join(run, "predicted_features_train.json")) as f:
+        features = json.load(f)
+    assert sorted(r["patient"] for r in features["rows"]) == sorted(TRAIN_PATIENTS)
+    with open(os.path.join(run, "config.yaml")) as f:
+        assert features["settings"]["test_time_views"] == yaml.safe_load(f)["postprocess"]["test_time_views"]
 
 
 @requires_shared_data

@@ -42,6 +42,7 @@ from ..data.datasets import discover_patients, get_dataset, load_patient
 from ..data.io import atomic_path, check_same_grid, load_volume, write_csv
 from ..errors import DataError
 from ..figures import pyplot, save_figure
+from ..pretrained import METADATA_NAME, TRAINING_FEATURES_NAME, sha256
 from ..runs import GENERATOR_NAME, load_run
 from . import metrics
 from .clinical import ClinicalClassifier, truth_fitted_classifier
@@ -298,31 +299,37 @@ def _write_confusion(path: str, classes, matrix) -> None:
 
 
 def _trained_on(manifest, record) -> bool:
-    """Whether a raw patient is one the run trained or validated on (same ID, same source folder)."""
+    """Whether a raw patient is one the run trained or validated on: same ID and same source folder (a
+    model bundle keeps only the folder's name: same ID and same folder name)."""
     entry = manifest.patients.get(record.patient_id)
-    return (entry is not None and entry.get("split") in ("train", "validation")
-            and os.path.realpath(entry.get("source", "")) == os.path.realpath(record.folder))
+    if entry is None or entry.get("split") not in ("train", "validation"):
+        return False
+    source = entry.get("source", "")
+    if not os.path.isabs(source):
+        return source == os.path.basename(os.path.normpath(record.folder))
+    return os.path.realpath(source) == os.path.realpath(record.folder)
 
 
 def _training_prediction_features(run_dir: str, manifest, predictor) -> list[dict]:
-    """Clinical features of the run's own predictions of every training patient of known group,
-    predicted once into ``RUN/predictions_train`` and kept while the generator and the prediction
-    settings that shape the label maps stay the same (a run that trained on is predicted again)."""
-    gen = os.stat(os.path.join(run_dir, GENERATOR_NAME))
-    key = {"generator_size": gen.st_size, "generator_mtime_ns": gen.st_mtime_ns, **predictor.label_settings()}
+    """Clinical features of the run's own predictions of every training patient of known group, kept
+    in ``RUN/predicted_features_train.json`` while the generator (its sha256) and the prediction
+    settings that shape the label maps stay the same. Otherwise the patients are predicted again
+    into ``RUN/predictions_train`` first, which a shipped model cannot do (its patients are not here)."""
+    key = {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **predictor.label_settings()}
+    path = os.path.join(run_dir, TRAINING_FEATURES_NAME)
+    if os.path.isfile(path):
+        with open(path) as f:
+            kept = json.load(f)
+        if kept["settings"] == key:
+            return kept["rows"]
+    if os.path.isfile(os.path.join(run_dir, METADATA_NAME)):
+        raise DataError("a model bundle's training patients are not at hand, and its kept features were made with "
+                        "other prediction settings", path)
     folder = os.path.join(run_dir, TRAINING_PREDICTIONS)
-    stamp = os.path.join(folder, "settings.json")
     records = [r for r in split_records(manifest, "train") if manifest.patients[r.patient_id].get("disease") is not None]
-    fresh = False
-    if os.path.isfile(stamp):
-        with open(stamp) as f:
-            fresh = json.load(f) == key
-    if not fresh:
-        failed = predict_records(predictor, records, folder)
-        if failed:
-            raise DataError(f"{len(failed)} training patient(s) could not be predicted, e.g. {next(iter(failed.values()))}")
-        with atomic_path(stamp) as tmp, open(tmp, "w") as f:
-            json.dump(key, f)
+    failed = predict_records(predictor, records, folder)
+    if failed:
+        raise DataError(f"{len(failed)} training patient(s) could not be predicted, e.g. {next(iter(failed.values()))}")
     dataset = get_dataset(manifest.dataset)
     rows = []
     for record in records:
@@ -330,6 +337,8 @@ def _training_prediction_features(run_dir: str, manifest, predictor) -> list[dic
         pred = _load_external_prediction(folder, volume, record.info, record.format)
         rows.append({"patient": record.patient_id, "disease": manifest.patients[record.patient_id]["disease"],
                      **dataset.clinical_features(volume, record.info, pred)})
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump({"settings": key, "rows": rows}, f, indent=1)
     return rows
 
 
