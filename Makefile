@@ -48,13 +48,15 @@ $(DEMO)/raw/lesions/.complete: | $(STAMP)
 demo-2d: $(STAMP) $(DEMO)/raw/lesions/.complete
 	$(SVGAN) oversampling --config configs/demo_lesions.yaml --data $(DEMO)/raw/lesions --out $(DEMO)/runs/oversampling --seeds 2
 
-# The real-ACDC recipe (configs/real_acdc.yaml: a fixed number of steps, about 28 minutes of
-# training on 2 CPU cores at normal speed), trained on every labelled patient of ACDC_DATA: the
-# patients that matter are the ones it has not seen. An interrupted run resumes; a finished one is
-# not trained again. Score unseen patients with: svgan evaluate $(REAL)/runs/acdc --data FOLDER
+# The real-ACDC recipe (configs/real_acdc.yaml) trained within REAL_MINUTES of this machine, epoch
+# ends included (train.budget_minutes: steps are timed first and the stages and schedule fitted to
+# the budget), on every labelled patient of ACDC_DATA: the patients that matter are the ones it has
+# not seen. An interrupted run resumes on its plan; a finished one is not trained again. Score
+# unseen patients with: svgan evaluate $(REAL)/runs/acdc --data FOLDER
+REAL_MINUTES ?= 30
 real-acdc: $(STAMP)
 	$(SVGAN) prepare acdc $(ACDC_DATA) $(REAL)/prepared/acdc_all --config configs/real_acdc.yaml --set "prepare.split_fractions=[1.0, 0.0, 0.0]" --workers 2 --summary
-	$(call train_once,$(REAL)/prepared/acdc_all,$(REAL)/runs/acdc)
+	$(call train_once,$(REAL)/prepared/acdc_all,$(REAL)/runs/acdc,--minutes $(REAL_MINUTES))
 	@echo "Trained on every labelled patient of $(ACDC_DATA): $(REAL)/runs/acdc (history.csv: step rate per epoch)."
 	@echo "Score patients it has not seen: $(SVGAN) evaluate $(REAL)/runs/acdc --data FOLDER"
 
@@ -66,12 +68,12 @@ real-acdc-benchmark: $(STAMP)
 	$(SVGAN) evaluate $(REAL)/runs/acdc_benchmark --split test
 	@echo "Run folder: $(REAL)/runs/acdc_benchmark (history.csv: validation Dice per structure and step rate per epoch)"
 
-# $(call train_once,PREPARED,RUN): train RUN on PREPARED with the real-ACDC recipe, resume it, or
-# leave a finished one alone.
+# $(call train_once,PREPARED,RUN[,OPTIONS]): train RUN on PREPARED with the real-ACDC recipe, resume
+# it, or leave a finished one alone.
 define train_once
 	if [ -f $(2)/summary.json ]; then echo "Trained already: $(2)"; \
 	elif [ -d $(2)/checkpoints ]; then $(SVGAN) train --resume $(2); \
-	else $(SVGAN) train --config configs/real_acdc.yaml --data $(1) --run-dir $(2); fi
+	else $(SVGAN) train --config configs/real_acdc.yaml --data $(1) --run-dir $(2) $(3); fi
 endef
 
 test: $(STAMP)

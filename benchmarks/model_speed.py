@@ -9,7 +9,9 @@ allocator settings can only be made before TensorFlow starts). For each it print
 - training: median seconds per step (tf.function) after warm-up, for the adversarial step
   (Eq. 5: D and G updated) and the supervised step (G alone, ``train.supervised_epochs``),
   and per step the user and system CPU seconds and the minor page faults (getrusage over
-  the timed steps), on random tensors of the configuration's shape;
+  the timed steps), on random tensors of the configuration's shape; the step's floating-point
+  operations as TensorFlow's profiler counts them and the rate that makes, as a share of this
+  process's float32 matmul rate;
 - inference: seconds for one whole volume through the saved generator.keras in each window
   mode of ``svgan predict`` (``central``, its default: each slice encoded and decoded once,
   the recurrence over windows every half window; ``average``: the whole model on windows
@@ -130,12 +132,16 @@ def run(name: str, part: str, overrides: list[str], mode: str = "central") -> No
              "label": tf.constant(rng.integers(0, NUM_CLASSES, size=(b, t, size, size)).astype(np.int32)),
              "disease": tf.constant(rng.integers(0, spec["diseases"], size=(b,)).astype(np.int32))}
     label = f"{name} {' '.join(overrides)}".strip()
+    matmul = matmul_gflops()
     for stage in (ADVERSARIAL, SUPERVISED):
         gan.stage = stage
         m = _timed_steps(gan.step, _input_pipeline(tf, batch), warmup=2, repeats=5 if name != "full" else 3)
+        gflop = step_gflop(gan, stage, batch)
         print(f"[{label}] training, {stage} step ({_allocator_label()}): {m['s_per_step']:.2f} s/step "
               f"({b * t / m['s_per_step']:.1f} slices/s); per step: user {m['user']:.2f} s, system {m['system']:.2f} s, "
-              f"{m['faults']:,.0f} minor page faults; batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, "
+              f"{m['faults']:,.0f} minor page faults; {gflop:.1f} GFLOP (TensorFlow's profiler), "
+              f"{gflop / m['s_per_step']:.0f} GFLOP/s = {gflop / m['s_per_step'] / matmul:.2f}x this process's float32 "
+              f"matmul rate ({matmul:.0f} GFLOP/s); batch {b} x T {t} at {size}x{size}, base {cfg.model.base_filters}, "
               f"{G.count_params() + D.count_params():,} parameters")
     if name == "demo":
         eager = _timed_steps(gan._adversarial_step, batch, warmup=1, repeats=3)
@@ -159,6 +165,19 @@ def _input_pipeline(tf, batch):
     it = iter(ds.prefetch(tf.data.AUTOTUNE))
     next(it)
     return it
+
+
+def step_gflop(gan, stage: str, batch) -> float:
+    """Floating-point operations of one compiled training step of ``stage``, as TensorFlow's profiler
+    counts them on the step's graph (convolutions and matrix products; a recurrence's loop body once)."""
+    from svgan._tf import import_tf
+
+    tf = import_tf()
+    spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in batch.items()}
+    graph = gan._compiled[stage].get_concrete_function(spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops / 1e9
 
 
 def multiply_adds_per_slice(model) -> int:

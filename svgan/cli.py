@@ -134,6 +134,8 @@ def cmd_train(args) -> int:
         prepared = args.data or cfg.data.prepared_dir
         summary = train(cfg, prepared, run_dir=args.resume, resume=True)
     else:
+        if args.minutes is not None:
+            args.set = list(args.set or []) + [f"train.budget_minutes={args.minutes}"]
         cfg = _config(args)
         prepared = args.data or cfg.data.prepared_dir
         if not prepared:
@@ -365,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared folder (default: data.prepared_dir of the config)")
     p.add_argument("--run-dir", help="run folder (default: train.run_dir/<dataset>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its latest checkpoint")
+    p.add_argument("--minutes", type=float, help="train within N minutes of this machine, epoch ends included: steps are "
+                                                 "timed first and the schedule fitted to the budget (train.budget_minutes)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("ablate", help="train variants of a configuration on the same split and seeds and compare them")

@@ -248,6 +248,17 @@ class TrainConfig:
     # model.classifier=volumes: full-batch Adam iterations of the disease head on every training
     # patient after each epoch (ours; svgan/training/head_fit.py). 0: the GAN step alone trains it.
     head_fit_iterations: int = 300
+    # When that fit runs (ours): "every" epoch, or "stage_ends", after the last epoch of each stage
+    # only (the supervised one and the run's last), which is all a run that keeps its last epoch's
+    # generator needs: the head reads the segmentation with its gradient stopped, so the fit never
+    # changes what the generator learns, and it predicts every training patient each time.
+    head_fit_epochs: Literal["every", "stage_ends"] = "every"
+    # Wall-clock budget of the whole run in minutes, epoch ends included (ours; svgan/training/budget.py):
+    # the trainer times steps of each stage and the epoch-end work first, then scales
+    # steps_per_epoch and adversarial_ramp_steps by one factor so that the run fits, and lays out the
+    # stages and the learning-rate schedule over those steps. The plan is kept in RUN/budget_plan.json;
+    # a resumed run follows it. null: bounded by steps (the way to reproduce a run on another machine).
+    budget_minutes: Optional[float] = None
     run_dir: str = "runs"
     image_summaries: bool = True
 
@@ -374,6 +385,12 @@ def _validate(cfg: Config, source: str | None) -> None:
     check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1 or null")
     check(t.head_fit_iterations >= 0, "train.head_fit_iterations must be >= 0")
     check(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes must be > 0 or null")
+    check(t.budget_minutes is None or (math.isfinite(t.budget_minutes) and t.budget_minutes > 0),
+          "train.budget_minutes must be > 0 or null")
+    check(t.budget_minutes is None or not t.progressive_sizes, "train.budget_minutes does not combine with train.progressive_sizes")
+    check(t.head_fit_epochs == "every" or (t.keep_model == "last" and t.max_minutes is None and t.early_stopping_patience is None),
+          "train.head_fit_epochs: stage_ends needs train.keep_model: last, no train.max_minutes and no early stopping "
+          "(the kept generator must be one whose head was fitted)")
     sizes, stage_epochs = t.progressive_sizes, t.progressive_epochs
     check(len(sizes) == len(stage_epochs), "train.progressive_sizes and train.progressive_epochs need one entry per stage")
     check(all(isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(v, int) and v >= 16 and v % (2 ** m.depth) == 0

@@ -41,6 +41,7 @@ from ..runs import ATTENTION_NAME, CHECKPOINTS, GENERATOR_NAME, build_run_genera
 from . import runtime as runtime_module
 from .callbacks import Curves, EarlyStopping, HistoryFile, ProgressBar, TensorBoard, TimeBudget
 from .gan_step import LOSS_NAMES, GANStep
+from .budget import TrainingBudget
 from .head_fit import DiseaseHeadFit
 from .loop import STOP, Callback, TrainingError, TrainingInterrupted, run_epochs
 from .progressive import ProgressiveResizing
@@ -139,6 +140,13 @@ class Trainer:
                                               best=self.best, bad_epochs=self.bad_epochs)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.run_dir, CHECKPOINTS), max_to_keep=3)
         self.predict_fn = make_predict_fn(self.G)
+
+    def replan(self, cfg: Config) -> None:
+        """Train under ``cfg`` from now on (a budget's planned steps): the GAN step, its optimizers and
+        learning-rate schedule are laid out again over its steps. Before the first step only."""
+        self.cfg = self.base_cfg = cfg
+        self.gan = self._gan_step()
+        self._track_models()
 
     def resize(self, size) -> None:
         """Train at in-plane ``size`` from now on: G and D rebuilt at that size with the current
@@ -260,14 +268,22 @@ class Trainer:
 # ---------------------------------------------------------------- the GAN's own callbacks
 
 class HeadFit(Callback):
-    """The volume head's classification pass (``head_fit.DiseaseHeadFit``) after every epoch's steps,
-    on the trainer's current generator."""
+    """The volume head's classification pass (``head_fit.DiseaseHeadFit``) on the trainer's current
+    generator after an epoch's steps: every epoch, or with ``train.head_fit_epochs: stage_ends`` only
+    after the last epoch of each stage (``fits_after``)."""
 
     def __init__(self, trainer: Trainer):
         self.trainer, self.fit, self.fitted_generator = trainer, None, None
 
+    @staticmethod
+    def fits_after(epoch: int, train) -> bool:
+        """Whether the pass runs after epoch ``epoch`` (0-based) under ``train`` (a ``TrainConfig``)."""
+        return train.head_fit_epochs == "every" or epoch + 1 in (train.supervised_epochs, train.epochs)
+
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
+        if not self.fits_after(epoch, t.base_cfg.train):
+            return None
         G, _ = t.inference_model()  # whole images, as prediction reads them
         if self.fitted_generator is not G:  # resizing rebuilds G: the pass reads the new one
             cfg = t.cfg
@@ -362,12 +378,17 @@ def schedules(cfg: Config, trainer: Trainer) -> list[Callback]:
     return out
 
 
-def gan_callbacks(cfg: Config, trainer: Trainer, start_epoch: int, verbose: bool = True) -> list[Callback]:
-    """Every behaviour of a GAN training run, in the order the loop calls them."""
+def gan_callbacks(cfg: Config, trainer: Trainer, start_epoch: int, verbose: bool = True, started: float | None = None,
+                  resume: bool = False) -> list[Callback]:
+    """Every behaviour of a GAN training run, in the order the loop calls them. ``started``: when the
+    run's process began training (a budget counts from there)."""
     has_validation = bool(trainer.manifest.split_ids("validation"))
     images = EpochImages(trainer)
     history = HistoryFile(trainer.run_dir, start_epoch, LOSS_NAMES)
-    out = schedules(cfg, trainer)
+    out = []
+    if cfg.train.budget_minutes:  # first: it lays out the steps every later schedule reads
+        out.append(TrainingBudget(trainer, time.time() if started is None else started, resume, verbose))
+    out += schedules(cfg, trainer)
     if cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0:
         out.append(HeadFit(trainer))
     if has_validation:
@@ -386,6 +407,7 @@ def gan_callbacks(cfg: Config, trainer: Trainer, start_epoch: int, verbose: bool
 
 def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bool = False, verbose: bool = True) -> dict:
     """Train (or resume) a run; returns the final summary (also in RUN/summary.json)."""
+    started = time.time()
     manifest = load_manifest(prepared_dir)
     if manifest.dataset != cfg.data.dataset:
         raise SvganError(f"prepared for {manifest.dataset} but the config says data.dataset={cfg.data.dataset}", prepared_dir)
@@ -396,8 +418,7 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
     if resume and not trainer.restore():
         raise SvganError("no checkpoint to resume from", os.path.join(run_dir, CHECKPOINTS))
     start_epoch = int(trainer.epoch.numpy())
-    callbacks = gan_callbacks(cfg, trainer, start_epoch, verbose)
-    started = time.time()
+    callbacks = gan_callbacks(cfg, trainer, start_epoch, verbose, started, resume)
     if verbose:
         r = trainer.runtime
         print(f"Training {cfg.data.dataset} from epoch {start_epoch + 1} to {cfg.train.epochs} in {run_dir} "
