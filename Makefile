@@ -1,5 +1,5 @@
-# Two commands for users: `make demo` and `make test`. Both create .venv when it is
-# missing, install the package into it, and are safe to run again.
+# Two commands for users: `make demo` and `make test` (the fast tier; `make test-all` runs every test,
+# as CI does). All create .venv when it is missing, install the package into it, and are safe to run again.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -11,7 +11,7 @@ DEMO   := demo_data
 ACDC_DATA ?= ../shared/data/acdc-training
 REAL      ?= real_data
 
-.PHONY: install demo demo-2d test benchmarks clean-demo real-acdc real-acdc-benchmark
+.PHONY: install demo demo-2d test test-all benchmarks clean-demo real-acdc real-acdc-benchmark
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,8 +76,12 @@ define train_once
 	else $(SVGAN) train --config configs/real_acdc.yaml --data $(1) --run-dir $(2) $(3); fi
 endef
 
+# The fast tier: everything that does not train a model, start TensorFlow in a subprocess or run the notebook.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -n 2 -q --durations=20
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py

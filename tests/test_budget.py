@@ -37,6 +37,7 @@ def test_a_budget_too_small_is_one_clear_error():
         plan_steps(train_cfg, 5.0, {"adversarial": 1.0}, {"adversarial": 1.0}, [1.0, 1.0], 10)
 
 
+@pytest.mark.slow
 def test_timing_measures_each_stage_and_puts_the_weights_back(acdc_prepared, tmp_path):
     from svgan.data.manifest import load_manifest
     from svgan.training.budget import TrainingBudget
@@ -54,6 +55,7 @@ def test_timing_measures_each_stage_and_puts_the_weights_back(acdc_prepared, tmp
     assert os.listdir(tmp_path) == []  # the timed checkpoint is not left behind
 
 
+@pytest.mark.slow
 def test_budgeted_run_records_its_plan_trains_it_and_a_resume_follows_it(acdc_prepared, tmp_path, monkeypatch):
     from svgan.training.budget import TrainingBudget
 
@@ -82,6 +84,7 @@ def test_budgeted_run_records_its_plan_trains_it_and_a_resume_follows_it(acdc_pr
     assert [r["steps"] for r in read_history(run)] == [plan["steps_per_epoch"] - 2, plan["steps_per_epoch"]]
 
 
+@pytest.mark.slow
 def test_head_fit_at_stage_ends_runs_after_the_last_epoch_of_each_stage_only(acdc_prepared, tmp_path):
     cfg = tiny_config("acdc", "model.classifier=volumes", "train.epochs=4", "train.supervised_epochs=2",
                       "train.steps_per_epoch=2", "train.head_fit_epochs=stage_ends", "train.keep_model=last",

@@ -141,6 +141,7 @@ def tiny_run(brats_prepared, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_predict_writes_input_geometry_and_evaluate_scores_it_like_the_model(tiny_run, brats_prepared, tmp_path, capsys):
     manifest = load_manifest(brats_prepared)
     test_ids = manifest.split_ids("test")
@@ -185,6 +186,7 @@ def test_predict_writes_input_geometry_and_evaluate_scores_it_like_the_model(tin
     assert result["patients"] == len(test_ids) - len(result["skipped"])
 
 
+@pytest.mark.slow
 def test_acdc_evaluation_reports_both_phases_challenge_columns_and_clinical_agreement(acdc_prepared, tmp_path):
     run = str(tmp_path / "run")
     train(tiny_config("acdc", "train.epochs=1", "train.steps_per_epoch=2"), acdc_prepared, run_dir=run, verbose=False)

@@ -124,6 +124,7 @@ def test_focal_loss_of_the_classifier_weighs_the_positive_class_by_alpha():
     assert float(loss(np.array([0]), logits)) == pytest.approx(-0.75 * p1 ** 2 * np.log(1 - p1), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_classifier_is_scored_with_rows_as_truth_and_sensitivity_tp_over_tp_plus_fn(lesions, tmp_path):
     from svgan.evaluation.gradcam import gradcam
     from svgan.evaluation.classification import evaluate_classifier
@@ -145,6 +146,7 @@ def test_classifier_is_scored_with_rows_as_truth_and_sensitivity_tp_over_tp_plus
     assert cams.shape == (3, 16, 16) and cams.min() >= 0 and cams.max() <= 1
 
 
+@pytest.mark.slow
 def test_cyclegan_resumes_from_its_last_epoch(lesions, tmp_path):
     from svgan.synthesis.cyclegan import epoch_pairs, to_model_range, train_cyclegan
 
@@ -167,6 +169,7 @@ def test_cyclegan_resumes_from_its_last_epoch(lesions, tmp_path):
     assert sorted(ib) == [0, 1, 2, 3] and len(ia) == 4 and ia.max() < 10
 
 
+@pytest.mark.slow
 def test_a_non_finite_cyclegan_loss_stops_with_one_error_line_and_keeps_the_checkpoint(lesions, tmp_path, monkeypatch):
     from svgan.synthesis import cyclegan
     from svgan.training.loop import TrainingError
@@ -197,6 +200,7 @@ def test_a_non_finite_cyclegan_loss_stops_with_one_error_line_and_keeps_the_chec
     assert os.path.isdir(os.path.join(run, "checkpoints"))
 
 
+@pytest.mark.slow
 def test_synthesize_translates_training_images_only_and_refuses_a_used_folder(lesions, tmp_path):
     out = str(tmp_path / "synthetic")
     args = ["synthesize", "--data", lesions, "--from", "benign", "--to", "malignant", "--count", "5", "--run-dir",
@@ -212,6 +216,7 @@ def test_synthesize_translates_training_images_only_and_refuses_a_used_folder(le
     assert main(args) == 2  # the folder is not empty any more: one error line, nothing overwritten
 
 
+@pytest.mark.slow
 def test_oversampling_compares_the_variants_in_one_table(lesions, tmp_path, capsys):
     out = str(tmp_path / "table1")
     args = ["oversampling", "--data", lesions, "--out", out, "--seeds", "1", "--variants", "baseline,augment2,cyclegan"]
@@ -228,6 +233,7 @@ def test_oversampling_compares_the_variants_in_one_table(lesions, tmp_path, caps
     assert added == train.counts()[0] - train.counts()[1]
 
 
+@pytest.mark.slow
 def test_synthetic_brats_patients_keep_their_label_maps_and_join_the_training_split_only(brats_prepared, tmp_path):
     from svgan.data.manifest import load_manifest
     from svgan.data.pipeline import make_dataset

@@ -31,6 +31,7 @@ def test_bad_loss_arguments_are_one_config_error():
         build_segmentation_loss("dyce", [1.0, 1.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SEGMENTATION_LOSSES))
 def test_every_segmentation_loss_trains_the_core_model(name, brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
@@ -79,6 +80,7 @@ def test_focal_classification_defaults_follow_the_class_count(brats_prepared, tm
     assert float(trainer.gan.generator_losses(batch, training=False)["classification"]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ldam", "lmf"])
 def test_margin_losses_train_the_volume_head_through_a_cosine_classifier_with_deferred_reweighting(
         name, brats_prepared, tmp_path):

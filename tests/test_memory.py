@@ -25,10 +25,12 @@ def _probe(env_extra: dict) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_tensorflow_is_imported_with_the_bfc_cpu_allocator_by_default():
     assert _probe({}) == "true"
 
 
+@pytest.mark.slow
 def test_a_users_own_allocator_setting_wins():
     assert _probe({"TF_CPU_ALLOCATOR_USE_BFC": "false"}) == "false"
 
@@ -71,6 +73,7 @@ def _mmapped_bytes_of_a_24_mib_block(env_extra: dict) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_large_block_comes_from_the_heap_not_from_a_fresh_mmap():
     import platform
 
@@ -108,6 +111,7 @@ def _arenas(env_extra: dict) -> int:
     return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
 
 
+@pytest.mark.slow
 def test_threads_share_one_malloc_arena_so_freed_heaps_are_not_unmapped():
     import platform
 

@@ -81,6 +81,7 @@ def test_discriminator_emits_one_logit_per_pixel_or_patch(patch, side):
     assert d([tf.zeros((2, 3, 32, 32, 2)), tf.zeros((2, 3, 32, 32, 4))]).shape == (2, 3, side, side)
 
 
+@pytest.mark.slow
 def test_saved_generator_loads_in_a_fresh_process_with_plain_load_model(generator, tmp_path):
     path = str(tmp_path / "generator.keras")
     generator.save(path)

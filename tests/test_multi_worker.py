@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO
 
@@ -61,6 +62,7 @@ def _weights(path):
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_the_weights_of_one_process_on_the_same_global_batches(brats_prepared, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

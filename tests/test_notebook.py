@@ -3,11 +3,13 @@
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_explore_notebook_executes(tmp_path, monkeypatch):
     # An empty demo folder makes the notebook build its own tiny data and model.
     monkeypatch.setenv("SVGAN_DEMO_DIR", str(tmp_path / "no_demo"))

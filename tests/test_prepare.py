@@ -113,6 +113,7 @@ def test_an_interrupted_write_leaves_no_file(brats_raw, tmp_path, monkeypatch):
     assert os.listdir(out) == []
 
 
+@pytest.mark.slow
 def test_data_prep_module_runs_prepare(acdc_raw, tmp_path):
     import subprocess
     import sys

@@ -33,6 +33,7 @@ def shipped(bundle_root, monkeypatch):
     return bundle_root
 
 
+@pytest.mark.slow
 def test_export_writes_hashes_versions_and_no_local_paths(bundle_root, acdc_prepared):
     folder = bundle_root / "tiny"
     metadata = json.loads((folder / "metadata.json").read_text())
@@ -44,17 +45,20 @@ def test_export_writes_hashes_versions_and_no_local_paths(bundle_root, acdc_prep
     assert os.path.dirname(os.path.abspath(acdc_prepared)) not in text  # nothing of the machine that trained it
 
 
+@pytest.mark.slow
 def test_models_lists_the_shipped_models(shipped, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("tiny 1.0.0: tiny test model | input:")
 
 
+@pytest.mark.slow
 def test_a_shipped_model_predicts_by_name(shipped, acdc_raw, tmp_path):
     assert main(["predict", "tiny", acdc_raw, str(tmp_path / "out")]) == 0
     assert len([f for f in os.listdir(tmp_path / "out") if f.endswith("_pred.nii.gz")]) == 2 * 5  # ED and ES of 5
 
 
+@pytest.mark.slow
 def test_a_damaged_weights_file_is_one_line_naming_it(shipped, tmp_path, capsys):
     damaged = tmp_path / "models"
     shutil.copytree(shipped / "tiny", damaged / "tiny")
@@ -69,6 +73,7 @@ def test_a_damaged_weights_file_is_one_line_naming_it(shipped, tmp_path, capsys)
     assert len(err.splitlines()) == 1 and str(path) in err and "sha256" in err
 
 
+@pytest.mark.slow
 def test_a_missing_weights_file_and_an_unknown_name_are_one_line(shipped, tmp_path, capsys):
     shutil.copytree(shipped / "tiny", tmp_path / "tiny")
     os.remove(tmp_path / "tiny" / "generator.keras")
@@ -78,6 +83,7 @@ def test_a_missing_weights_file_and_an_unknown_name_are_one_line(shipped, tmp_pa
     assert "shipped: tiny" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_another_keras_major_version_is_refused_in_one_line(shipped, tmp_path):
     shutil.copytree(shipped / "tiny", tmp_path / "tiny")
     meta_path = tmp_path / "tiny" / "metadata.json"
@@ -88,6 +94,7 @@ def test_another_keras_major_version_is_refused_in_one_line(shipped, tmp_path):
         pretrained.verify_bundle(str(tmp_path / "tiny"))
 
 
+@pytest.mark.slow
 def test_evaluating_a_bundle_needs_data_and_writes_outside_it(shipped, acdc_raw, tmp_path, monkeypatch, capsys):
     assert main(["evaluate", "tiny"]) == 2
     assert "--data" in capsys.readouterr().err

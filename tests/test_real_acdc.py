@@ -41,6 +41,7 @@ def real_run(tmp_path_factory):
     return root, run
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_run, tmp_path):
     root, run = real_run
@@ -68,6 +69,7 @@ def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_ru
         assert features["settings"]["test_time_views"] == yaml.safe_load(f)["postprocess"]["test_time_views"]
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_kept_training_predictions_are_reused_only_under_the_same_test_time_views(real_run, tmp_path):
     _, run = real_run
@@ -84,6 +86,7 @@ def test_kept_training_predictions_are_reused_only_under_the_same_test_time_view
     assert evaluate_with("[[8, 1]]") != once  # other views make other label maps: predicted again
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_a_patient_the_run_trained_on_is_flagged_and_one_without_group_is_scored_for_segmentation_only(real_run, tmp_path):
     _, run = real_run
@@ -105,6 +108,7 @@ def test_a_patient_the_run_trained_on_is_flagged_and_one_without_group_is_scored
     assert summary["diagnosis_clinical_reference"]["patients"] == 1
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_prediction_of_a_real_patient_has_its_header_shape_and_acdc_labels(real_run, tmp_path):
     _, run = real_run
@@ -124,6 +128,7 @@ def test_prediction_of_a_real_patient_has_its_header_shape_and_acdc_labels(real_
         assert set(json.load(f)["probabilities"]) == {"NOR", "MINF", "DCM", "HCM", "ARV"}
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_largest_component_prediction_leaves_one_piece_per_structure(real_run, tmp_path):
     from scipy import ndimage
@@ -141,6 +146,7 @@ def test_largest_component_prediction_leaves_one_piece_per_structure(real_run, t
                     assert n <= 3, (name, c, n)
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_test_time_views_keep_the_input_geometry_and_an_unturned_view_changes_nothing(real_run, tmp_path):
     _, run = real_run

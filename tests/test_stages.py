@@ -64,6 +64,7 @@ def _discriminator(run_dir, cfg, manifest):
     return [v.numpy().copy() for v in trainer.D.weights], int(trainer.gan.d_opt.iterations.numpy()), restored, trainer
 
 
+@pytest.mark.slow
 @requires_shared_data
 def test_a_staged_run_on_real_patients_holds_the_discriminator_until_the_boundary_and_resumes_exactly(
         real_prepared, tmp_path, monkeypatch):

@@ -40,6 +40,7 @@ def _weights(trainer):
     return [v.numpy().copy() for v in trainer.G.weights + trainer.D.weights]
 
 
+@pytest.mark.slow
 def test_every_head_and_the_discriminator_get_gradients(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg()
@@ -78,6 +79,7 @@ def _two_forward_step(gan, batch):
     return {**losses, "d_loss": d_loss}
 
 
+@pytest.mark.slow
 def test_the_one_forward_gan_step_equals_d_then_g_with_two_forward_passes(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg()
@@ -94,6 +96,7 @@ def test_the_one_forward_gan_step_equals_d_then_g_with_two_forward_passes(brats_
         assert np.allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6), a.path
 
 
+@pytest.mark.slow
 def test_a_cosine_schedule_with_a_discriminator_that_never_updates_trains(brats_prepared, tmp_path):
     # d_steps 0: the discriminator's schedule has no update to decay over and stays constant.
     summary = train(_cfg("train.d_steps=0", "train.lr_schedule=cosine", "train.epochs=1"), brats_prepared,
@@ -101,6 +104,7 @@ def test_a_cosine_schedule_with_a_discriminator_that_never_updates_trains(brats_
     assert summary["steps"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("losses", [[], ["loss.segmentation_loss=dice", "loss.classification_loss=focal"]])
 def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
@@ -128,6 +132,7 @@ def test_a_step_under_mirrored_strategy_equals_a_step_without(losses, brats_prep
         assert np.allclose(a.numpy(), b.numpy(), atol=2e-5), a.path
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_the_loss_and_beats_all_background(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     # A larger learning rate than the paper's 1e-4, so that a few dozen steps show learning.
@@ -164,6 +169,7 @@ def _loss_curve(run_dir):
         return [(r["epoch"], r["g_loss"], r["d_loss"]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_run, tmp_path, monkeypatch):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg()
@@ -188,6 +194,7 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
 
 
+@pytest.mark.slow
 def test_sigterm_stops_svgan_train_as_ctrl_c_does_with_a_checkpoint_at_the_step(brats_prepared, tmp_path, monkeypatch,
                                                                                  capsys):
     # kill, a scheduler's time limit and docker stop send SIGTERM, whose default ends Python at once and
@@ -208,6 +215,7 @@ def test_sigterm_stops_svgan_train_as_ctrl_c_does_with_a_checkpoint_at_the_step(
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", ["best_validation", "last"])
 def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prepared, one_epoch_run, tmp_path, monkeypatch,
                                                                        keep):
@@ -226,6 +234,7 @@ def test_the_kept_generator_is_the_best_validation_epochs_or_the_last(brats_prep
     assert not all(np.array_equal(a, b) for a, b in zip(last, after_epoch_one))  # the two epochs differ
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(brats_prepared, tmp_path, monkeypatch):
     cfg = _cfg()
     real_step = gan_step.GANStep.step
@@ -248,6 +257,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(brats_prepared
     assert os.path.isfile(tmp_path / "generator.keras")
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
     run = str(tmp_path / "run")
     sets = ["--set", "model.base_filters=4", "--set", "model.recurrent_units=4", "--set", "model.discriminator_filters=4",
@@ -266,6 +276,7 @@ def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_xla_and_mixed_precision_paths_run_on_cpu(brats_prepared, tmp_path):
     # Separate process: XLA cannot run with op determinism, and the precision policy is global.
     script = f"""
@@ -314,6 +325,7 @@ def test_bfloat16_is_chosen_only_where_the_cpu_has_bfloat16_instructions(tmp_pat
     assert choose_policy("auto", gpus=1) == "mixed_float16"
 
 
+@pytest.mark.slow
 def test_multi_worker_strategy_from_tf_config(brats_prepared, tmp_path):
     # One worker on loopback: TF_CONFIG selects MultiWorkerMirroredStrategy, and a distributed step runs.
     import json
@@ -375,6 +387,7 @@ def test_head_fit_pass_standardises_the_features_and_fits_every_training_patient
     assert result["head_fit_loss"] < np.log(5)
 
 
+@pytest.mark.slow
 def test_volume_head_run_records_the_head_fit_in_its_history(acdc_prepared, tmp_path):
     run = str(tmp_path / "run")
     train(tiny_config("acdc", "model.classifier=volumes", "train.epochs=1", "train.steps_per_epoch=2",
@@ -384,6 +397,7 @@ def test_volume_head_run_records_the_head_fit_in_its_history(acdc_prepared, tmp_
     assert float(row["head_fit_loss"]) > 0 and float(row["steps"]) == 2 and float(row["s_per_step"]) > 0
 
 
+@pytest.mark.slow
 def test_volume_head_reads_the_tumour_classes_of_a_one_phase_brats_run(brats_prepared, tmp_path):
     # BraTS has one phase: the head reads mean and peak log sizes of NCR, ED and ET (6 features),
     # is fitted after the epoch, and the saved generator gives a grade distribution per window.
@@ -412,6 +426,7 @@ def test_cosine_learning_rate_falls_from_the_rate_to_zero_over_the_run():
     assert gan_step.learning_rate(4e-4, "constant", None) == 4e-4
 
 
+@pytest.mark.slow
 def test_run_with_attention_gates_writes_the_attention_figure(brats_prepared, tmp_path):
     cfg = _cfg("train.epochs=1", "train.steps_per_epoch=1", "model.attention_gates=true")
     train(cfg, brats_prepared, run_dir=str(tmp_path), verbose=False)
@@ -427,6 +442,7 @@ def test_progressive_stage_follows_the_epoch():
     assert stage_size(0, [], [], (64, 64)) == (64, 64)
 
 
+@pytest.mark.slow
 def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mid_schedule(brats_prepared, tmp_path):
     manifest = load_manifest(brats_prepared)
     cfg = _cfg("train.epochs=3", "train.steps_per_epoch=1", "train.progressive_sizes=[[32, 32]]",
@@ -457,6 +473,7 @@ def test_progressive_resizing_carries_weights_and_optimizer_state_and_resumes_mi
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "resumed", cfg, manifest)))
 
 
+@pytest.mark.slow
 def test_ablate_trains_each_variant_per_seed_and_tabulates_mean_and_spread(brats_prepared, tmp_path, capsys):
     from svgan.training.ablation import variant_overrides
 
@@ -522,6 +539,7 @@ def test_ablation_variants_combine_with_plus_and_ldam_reweights_at_four_fifths_o
         variant_overrides("volumes+lfm", cfg, (48, 48))
 
 
+@pytest.mark.slow
 def test_training_on_crops_validates_fits_the_head_and_saves_the_whole_image_model(brats_prepared, tmp_path):
     # 32 x 32 crops of the 48 x 48 prepared images: G and D train at 32; validation, the volume head's
     # fit and the saved generator work on whole 48 x 48 images with the same weights.
