@@ -86,6 +86,7 @@ test-all: $(STAMP)
 benchmarks: $(STAMP)
 	$(PY) benchmarks/pipeline_throughput.py
 	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/conv_gradients.py
 	$(PY) benchmarks/hd95_speed.py
 	$(PY) benchmarks/cyclegan_speed.py
 

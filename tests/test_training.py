@@ -376,7 +376,7 @@ def test_head_fit_pass_standardises_the_features_and_fits_every_training_patient
     G = build_generator(cfg.model, (48, 48), 1, 4, 5, num_phases=2)
     fit = DiseaseHeadFit(G, manifest, cfg.pipeline.sequence_length, WeightedCrossentropyClassification(np.ones(5)),
                          iterations=500)
-    x, y, _ = fit._window_features()
+    x, y, _ = fit.window_features()
     result = fit.on_epoch_end()
     standardize = G.get_layer("cls_standardize")
     np.testing.assert_allclose(standardize.mean.numpy(), x.mean(0), rtol=1e-5)

@@ -75,7 +75,7 @@ class DiseaseHeadFit:
         # A cosine classifier normalises its kernel: a penalty on its norm would only shrink it towards 0.
         self.kernels = [layer.kernel for layer in self.head if isinstance(layer, keras.layers.Dense)]
 
-    def _window_features(self):
+    def window_features(self):
         """(features [N, F], disease [N], weight [N]) of every window of every training patient."""
         rows, diseases, weights = [], [], []
         for pid, patient_weight in patient_weights(self.manifest, self.class_sampling).items():
@@ -112,7 +112,7 @@ class DiseaseHeadFit:
     def on_epoch_end(self) -> dict:
         if self.iterations <= 0:
             return {}
-        return self.fit(*self._window_features())
+        return self.fit(*self.window_features())
 
     def fit(self, x, y, w) -> dict:
         """One pass on features [N, F], classes [N] and window weights [N]; returns history columns."""

@@ -1,6 +1,6 @@
 """ACDC diagnosis methods side by side on one run's predicted segmentations.
 
-    python benchmarks/diagnosis_methods.py RUN EVALUATION [EVALUATION ...]
+    python experiments/diagnosis_methods.py RUN EVALUATION [EVALUATION ...]
 
 Each EVALUATION is an ``svgan evaluate RUN --split S --out EVALUATION`` folder: its
 ``clinical_indices.csv`` holds the clinical features of each predicted segmentation and its

@@ -1,7 +1,7 @@
 """Dice per structure and diagnosis accuracy against training minutes, for a recipe and for
 Rezaei et al.'s GAN trained from the first step, on a prepared folder's test split.
 
-    python benchmarks/learning_curve.py --data real_data/prepared/acdc --out real_data/learning_curve \
+    python experiments/learning_curve.py --data real_data/prepared/acdc --out real_data/learning_curve \
         --config configs/real_acdc.yaml --minutes 10 recipe 90
 
 For each budget M (minutes of training steps on a reference machine) and each variant it trains
@@ -21,7 +21,7 @@ variant (``supervised_only`` when it never reaches the adversarial stage), what 
 steps saw (whole images or windows) and its reference minutes. ``--table CSV ...`` adds the rows
 an earlier call wrote (its ``learning_curve.csv``), so that a curve outlives its run folders; the
 README's figure is ``learning_curve.png`` of a call with ``--minutes --table
-docs/figures/real_acdc_learning_curve.csv``, the rows measured so far.
+experiments/learning_curve/real_acdc_learning_curve.csv``, the rows measured so far.
 
 Minutes are stated two ways: at the reference rates (what the step count costs on the machine
 the recipe is sized for) and as measured here (``summary.json``). Writes ``learning_curve.md`` /
@@ -31,15 +31,30 @@ the recipe is sized for) and as measured here (``summary.json``). Writes ``learn
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM raises KeyboardInterrupt, so that ``svgan.training.fit.train`` saves a checkpoint as on Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 # Seconds per step on the reference machine (2 cores at normal speed) at the real-ACDC shape
 # (batch 2 x 16 slices at 128 x 128, base 16): the generator-only step 0.52 s and the two-forward
@@ -263,7 +278,6 @@ def main() -> None:
                         help="learning_curve.csv files of earlier calls whose rows to add")
     args = parser.parse_args()
 
-    from svgan._signals import sigterm_as_ctrl_c
     from svgan.config import load_config
     from svgan.data.io import write_csv
     from svgan.errors import SvganError
@@ -289,7 +303,7 @@ def main() -> None:
                              f"finish it with `svgan train --resume {run_dir}` or give another --out")
                 print(f"{variant}, {minutes:g} minutes: {' '.join(overrides)}", flush=True)
                 try:
-                    with sigterm_as_ctrl_c():
+                    with _sigterm_as_ctrl_c():
                         train(cfg, args.data, run_dir=run_dir, resume=resume)
                 except SvganError as e:  # Ctrl-C or SIGTERM (checkpoint saved: the next call resumes) or bad input
                     sys.exit(str(e))

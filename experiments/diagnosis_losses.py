@@ -1,9 +1,9 @@
 """The disease losses compared on trained runs' volume heads: L1 (Eq. 4), cross-entropy, focal,
 LDAM-DRW and LMF, each with natural and class-balanced patient weighting.
 
-    python benchmarks/diagnosis_losses.py --run demo_data/runs/brats_volumes --run demo_data/runs/brats_volumes_seed1 \
+    python experiments/diagnosis_losses.py --run demo_data/runs/brats_volumes --run demo_data/runs/brats_volumes_seed1 \
         --data /tmp/heldout_brats
-    python benchmarks/diagnosis_losses.py --run real_data/runs/acdc --split test
+    python experiments/diagnosis_losses.py --run real_data/runs/acdc --split test
 
 Why on trained runs: the volume head reads the segmentation with its gradient stopped, so the
 disease loss trains the head's dense layers and nothing else. For each run, the segmentation is
@@ -146,7 +146,7 @@ def main() -> None:
                   for _, f, fg, p in evaluated)
         if gap > 1e-4:
             raise SystemExit(f"{run}: cached features do not reproduce the evaluation's probabilities (gap {gap:.2e})")
-        x, y, w_natural = own._window_features()
+        x, y, w_natural = own.window_features()
         classes = manifest.disease_classes
         counts = manifest.disease_patient_counts("train")
         minority = int(np.argmin(counts))
