@@ -39,7 +39,7 @@ SAMPLINGS = ["natural", "balanced"]
 
 
 def _recording_predict_fn(G, record: list):
-    """``predict_fn`` for ``predict_volume`` that also keeps each window's features and foreground count."""
+    """``predict_fn`` for ``RunPredictor`` that also keeps each window's features and foreground count."""
     import keras
 
     from svgan.evaluation.inference import make_predict_fn
@@ -58,19 +58,19 @@ def _recording_predict_fn(G, record: list):
 
 def evaluated_windows(G, cfg, manifest, records):
     """Per evaluated patient: (true class, window features [W, F], foreground counts [W], evaluate's probabilities)."""
-    from svgan.data.datasets import load_patient
-    from svgan.evaluation.native import predict_volume
+    from svgan.evaluation.prediction import PredictionSettings, RunPredictor
 
     out = []
+    calls = []
+    # Whole-generator windows every half window (svgan evaluate --windows average), whose per-window
+    # features the recording function can keep; the central default decodes slices once from parts.
+    predictor = RunPredictor(_recording_predict_fn(G, calls), cfg, manifest, PredictionSettings.from_config(cfg, "average"))
     for record in records:
-        volume = load_patient(record, cfg.data.resolved_modalities(), require_labels=False)
+        calls.clear()
+        volume, _, diagnosis = predictor.predict(record)
         if volume.disease is None:
             continue
-        calls = []
-        # Whole-generator windows every half window (svgan evaluate --windows average), whose per-window
-        # features the recording function can keep; the central default decodes slices once from parts.
-        _, probs = predict_volume(_recording_predict_fn(G, calls), volume, cfg, manifest.data.get("nyul_standard"),
-                                  mode="average")
+        probs = np.array([diagnosis["head_probabilities"][c] for c in manifest.disease_classes])
         out.append((volume.disease, np.concatenate([c[0] for c in calls]), np.concatenate([c[1] for c in calls]).astype(float),
                     probs))
     return out
@@ -120,7 +120,7 @@ def main() -> None:
     import svgan.models  # noqa: F401  (registers the layers)
     from svgan.data.datasets import discover_patients
     from svgan.evaluation.diagnosis import diagnosis_metrics
-    from svgan.evaluation.report import split_records
+    from svgan.data.datasets import split_records
     from svgan.training.reweighting import DeferredReweighting
     from svgan.losses.registry import build_classification_loss
     from svgan.training.ablation import variant_overrides

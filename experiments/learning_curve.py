@@ -197,7 +197,7 @@ def _test_scores(run_dir: str) -> dict:
             summary = json.load(f)
         if summary.get("split") == "test":
             return summary
-    return evaluate_run(run_dir, "test")
+    return evaluate_run(run_dir, "test", forest_on_predictions=True)
 
 
 def _row(variant: str, cfg, run_dir: str) -> dict:

@@ -23,15 +23,22 @@ WINDOWS_HELP = ("central (default): each slice decoded once, from the overlappin
 
 
 def _progress_bar(total: int, label: str):
-    """A Keras progress bar callback ``update(done)``; silent when there is nothing to do."""
+    """A Keras progress bar callback ``update(done)`` whose label prints at its first update (so a bar
+    of work that turns out not to be needed never shows); None when there is nothing to do."""
     if total <= 0:
         return None
-    import_tf()
-    from keras.utils import Progbar
+    bar = []
 
-    print(label, flush=True)
-    bar = Progbar(total, unit_name="patient")
-    return lambda done: bar.update(done)
+    def update(done):
+        if not bar:
+            import_tf()
+            from keras.utils import Progbar
+
+            print(label, flush=True)
+            bar.append(Progbar(total, unit_name="patient"))
+        bar[0].update(done)
+
+    return update
 
 
 def _parse_groups(text: str | None) -> dict[str, float] | None:
@@ -229,9 +236,13 @@ def cmd_evaluate(args) -> int:
     out = args.out or (f"evaluation-{bundle['name']}" if bundle is not None else None)  # never inside the package
     _, manifest = load_run(run_dir)
     n = len(manifest.split_ids(args.split)) if not args.data else 0
+    n_train = len([p for p in manifest.split_ids("train") if manifest.patients[p].get("disease") is not None])
+    training_bar = _progress_bar(n_train, f"Predicting the {n_train} training patients of {run_dir} once, for the forest "
+                                          "fitted on predictions (kept in predicted_features_train.json)")
     summary = evaluate_run(run_dir, args.split, args.data, args.predictions, out, args.hausdorff,
                            progress=_progress_bar(n, f"Evaluating {n} patients of the {args.split} split"),
-                           overrides=args.set, windows=args.windows)
+                           overrides=args.set, windows=args.windows, forest_on_predictions=args.forest_on_predictions,
+                           training_progress=training_bar)
     print(f"{manifest.dataset}: {summary['patients']} patients scored on their native grid")
     print(summary["table"])
     d = summary.get("diagnosis")
@@ -264,7 +275,7 @@ def cmd_predict(args) -> int:
 
     from .pretrained import resolve
 
-    predictor = RunPredictor(resolve(args.run_dir)[0], overrides=args.set, windows=args.windows)
+    predictor = RunPredictor.from_run(resolve(args.run_dir)[0], overrides=args.set, windows=args.windows)
     records = discover_patients(args.input, predictor.manifest.dataset, predictor.cfg.data.format)
     failed = predict_records(predictor, records, args.out_dir, _progress_bar(len(records), f"Predicting {len(records)} patient(s)"))
     print(f"Predicted {len(records) - len(failed)} of {len(records)} patient(s) into {os.path.abspath(args.out_dir)}")
@@ -388,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a raw BraTS / ACDC folder with ground truth to score instead of the split")
     p.add_argument("--predictions", help="score the *_pred.nii.gz files of this folder (any tool's) instead of the run's model")
     p.add_argument("--out", help="output folder (default: RUN/evaluation; for a shipped model ./evaluation-NAME)")
+    p.add_argument("--forest-on-predictions", action="store_true",
+                   help="ACDC: also fit the clinical-feature forest on the run's predictions of its training patients "
+                        "(predicted once, with a progress bar, and kept in RUN/predicted_features_train.json)")
     p.add_argument("--hausdorff", default="pooled", choices=["pooled", "max_directed"],
                    help="HD95 as one percentile of both directions pooled (medpy, default) or the larger directed one")
     _prediction_options(p)

@@ -286,11 +286,6 @@ class PostprocessConfig:
     # in) whose probabilities, turned back, are averaged with the unchanged patient's. [] (Rezaei et
     # al.): the patient once. Validation during training never uses them.
     test_time_views: list[list[float]] = field(default_factory=list)
-    # Two passes for a model trained on windows centred on the labels (pipeline.crop_size with
-    # crop_placement: foreground; svgan/evaluation/foreground_window.py): the whole image once, then
-    # the pipeline.crop_size window centred on its foreground, with the test-time views. false (Rezaei
-    # et al.): the whole image. Validation during training never uses it.
-    foreground_window: bool = False
 
 
 @dataclass
@@ -401,8 +396,6 @@ def _validate(cfg: Config, source: str | None) -> None:
           f"postprocess.diagnosis: clinical_features needs a cardiac dataset such as acdc, not {dataset.name}")
     check(all(len(v) == 2 and abs(v[0]) <= 180 and v[1] > 0 for v in cfg.postprocess.test_time_views),
           "postprocess.test_time_views: each view needs [degrees, scale] with degrees in [-180, 180] and scale > 0")
-    check(not cfg.postprocess.foreground_window or q.crop_size is not None,
-          "postprocess.foreground_window needs pipeline.crop_size (the size of the window the model trained on)")
     tau = cfg.postprocess.disease_prior_correction
     check(math.isfinite(tau) and tau >= 0, "postprocess.disease_prior_correction must be a finite number >= 0")
 
@@ -467,8 +460,23 @@ def _from_dict(cls: type, values: dict, where: str, source: str | None):
     return cls(**kwargs)
 
 
+# Settings that were removed, with the value that did nothing: a run folder saved before keeps loading
+# while it holds that value; any other value is an error saying why the setting went.
+REMOVED = {("postprocess", "foreground_window"): (False, "the two-pass window prediction was removed in December 2026: "
+                                                         "it was never measured to help (it is in git history at a139d52)")}
+
+
+def _drop_removed(values: dict, source: str | None) -> dict:
+    values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (values or {}).items()}
+    for (section, name), (inert, why) in REMOVED.items():
+        if isinstance(values.get(section), dict) and name in values[section]:
+            if values[section].pop(name) != inert:
+                raise ConfigError(f"{section}.{name}: {why}", source)
+    return values
+
+
 def config_from_dict(values: dict, source: str | None = None) -> Config:
-    return _from_dict(Config, values or {}, "", source).validate(source)
+    return _from_dict(Config, _drop_removed(values, source), "", source).validate(source)
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:

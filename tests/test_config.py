@@ -84,3 +84,11 @@ def test_bad_yaml_file_names_the_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_removed_setting_loads_at_its_inert_value_and_is_refused_otherwise(tmp_path):
+    old_run = tmp_path / "config.yaml"
+    old_run.write_text("postprocess:\n  largest_component: true\n  foreground_window: false\n")
+    assert load_config(str(old_run)).postprocess.largest_component  # a run folder saved before the removal loads
+    with pytest.raises(ConfigError, match="postprocess.foreground_window: the two-pass window prediction was removed"):
+        load_config(str(old_run), ["postprocess.foreground_window=true"])

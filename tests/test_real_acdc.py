@@ -49,7 +49,13 @@ def test_real_patients_train_and_are_scored_held_out_with_both_diagnoses(real_ru
         header = f.readline().strip().split(",")
     assert {"steps", "s_per_step", "steps_per_s"} <= set(header)  # the step rate of every epoch
     held_out = _link_patients(tmp_path / "held_out", [HELD_OUT])
-    assert main(["evaluate", run, "--data", held_out, "--out", str(tmp_path / "eval")]) == 0
+    assert main(["evaluate", run, "--data", held_out, "--out", str(tmp_path / "plain")]) == 0
+    with open(tmp_path / "plain" / "summary.json") as f:
+        plain = json.load(f)
+    # Not asked for: the training patients are not predicted, and the summary says how to ask.
+    assert "--forest-on-predictions" in plain["diagnosis_clinical_reference"]["not_computed"]
+    assert not os.path.exists(os.path.join(run, "predictions_train"))
+    assert main(["evaluate", run, "--data", held_out, "--out", str(tmp_path / "eval"), "--forest-on-predictions"]) == 0
     with open(tmp_path / "eval" / "summary.json") as f:
         summary = json.load(f)
     assert summary["patients"] == 1 and summary["seen_in_training"] == []
@@ -78,7 +84,8 @@ def test_kept_training_predictions_are_reused_only_under_the_same_test_time_view
 
     def evaluate_with(views):
         out = str(tmp_path / f"eval_{len(os.listdir(tmp_path))}")
-        assert main(["evaluate", run, "--data", held_out, "--out", out, "--set", f"postprocess.test_time_views={views}"]) == 0
+        assert main(["evaluate", run, "--data", held_out, "--out", out, "--set", f"postprocess.test_time_views={views}",
+                     "--forest-on-predictions"]) == 0
         return os.stat(kept).st_mtime_ns
 
     once = evaluate_with("[]")
@@ -99,7 +106,7 @@ def test_a_patient_the_run_trained_on_is_flagged_and_one_without_group_is_scored
             os.symlink(os.path.join(COHORT, "patient099", name), nogroup / name)
     with open(os.path.join(COHORT, "patient099", "Info.cfg")) as f:
         (nogroup / "Info.cfg").write_text("".join(line for line in f if not line.startswith("Group")))
-    assert main(["evaluate", run, "--data", str(folder), "--out", str(tmp_path / "eval")]) == 0
+    assert main(["evaluate", run, "--data", str(folder), "--out", str(tmp_path / "eval"), "--forest-on-predictions"]) == 0
     with open(tmp_path / "eval" / "summary.json") as f:
         summary = json.load(f)
     assert summary["patients"] == 2 and summary["seen_in_training"] == [TRAIN_PATIENTS[0]]

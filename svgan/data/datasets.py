@@ -62,6 +62,12 @@ def discover_patients(raw_dir: str, dataset: str, fmt: str = "auto") -> list[Pat
     return get_dataset(dataset).discover(raw_dir, fmt)
 
 
+def split_records(manifest, split: str) -> list[PatientRecord]:
+    """The raw patient records of a prepared split (each patient's source folder, as prepared)."""
+    return [discover_patients(manifest.patients[pid]["source"], manifest.dataset, manifest.patients[pid]["format"])[0]
+            for pid in manifest.split_ids(split)]
+
+
 def load_patient(record: PatientRecord, modalities: tuple[str, ...], require_labels: bool = True) -> PatientVolume:
     """Read and check one patient. Raises DataError naming the patient file at fault."""
     return get_dataset(record.dataset).load(record, modalities, require_labels)

@@ -5,15 +5,30 @@ STACOM 2017) computed clinical features (``svgan.data.cardiac``: volumes, ejecti
 fractions, mass, wall thickness, indexed by body surface area) of their own predicted
 segmentation and applied a small classifier fitted on the training patients. This module
 does the same, beside the model's own disease head (``svgan evaluate`` reports both on
-the same patients).
+the same patients), with two forests:
+
+- fitted on the training patients' ground-truth features (``truth_fitted_classifier``; the
+  features are in the manifest), the one ``postprocess.diagnosis: clinical_features`` answers with;
+- fitted on the features of the run's own predictions of its training patients
+  (``training_prediction_features``), which are made once, on request, and kept in
+  ``RUN/predicted_features_train.json`` (a shipped model carries them).
 """
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
 from ..data.cardiac import FEATURES
-from ..data.datasets import ACDC
+from ..data.datasets import ACDC, get_dataset, split_records
+from ..data.io import atomic_path
+from ..errors import DataError
+from ..pretrained import METADATA_NAME, TRAINING_FEATURES_NAME, sha256
+from ..runs import GENERATOR_NAME
+
+TRAINING_PREDICTIONS = "predictions_train"  # the run's predictions of its training patients, for people to look at
 
 def feature_matrix(rows: list[dict], features=FEATURES) -> np.ndarray:
     """[N, len(features)] of the feature rows, a missing or infinite value as -1."""
@@ -78,3 +93,79 @@ def truth_fitted_classifier(manifest) -> ClinicalClassifier | None:
     without a training patient of known group."""
     rows = truth_feature_rows(manifest)
     return ClinicalClassifier().fit(rows, [r["disease"] for r in rows]) if rows else None
+
+
+def kept_training_features(run_dir: str, label_key: dict) -> list[dict] | None:
+    """The kept features of the run's predictions of its training patients, if they were made by the
+    current generator (its sha256) under ``label_key`` (``PredictionSettings.label_key``); else None."""
+    path = os.path.join(run_dir, TRAINING_FEATURES_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        kept = json.load(f)
+    key = {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **label_key}
+    return kept["rows"] if kept["settings"] == key else None
+
+
+def training_prediction_features(run_dir: str, manifest, predictor, progress=None) -> list[dict]:
+    """Clinical features of the run's predictions of every training patient of known group: kept ones
+    (``kept_training_features``), or predicted now into ``RUN/predictions_train`` and kept. A model
+    bundle cannot predict them (its patients are not at hand): a ``DataError`` says so."""
+    label_key = predictor.settings.label_key()
+    rows = kept_training_features(run_dir, label_key)
+    if rows is not None:
+        return rows
+    path = os.path.join(run_dir, TRAINING_FEATURES_NAME)
+    if os.path.isfile(os.path.join(run_dir, METADATA_NAME)):
+        raise DataError("a model bundle's training patients are not at hand, and its kept features were made with "
+                        "other prediction settings", path)
+    records = [r for r in split_records(manifest, "train") if manifest.patients[r.patient_id].get("disease") is not None]
+    folder = os.path.join(run_dir, TRAINING_PREDICTIONS)
+    os.makedirs(folder, exist_ok=True)
+    dataset = get_dataset(manifest.dataset)
+    rows = []
+    if progress:
+        progress(0)  # the bar says what is being predicted before the first patient takes its time
+    for i, record in enumerate(records):
+        volume, labels, diagnosis = predictor.predict(record)
+        predictor.save(volume, labels, diagnosis, record, folder)
+        rows.append({"patient": record.patient_id, "disease": manifest.patients[record.patient_id]["disease"],
+                     **dataset.clinical_features(volume, record.info, labels)})
+        if progress:
+            progress(i + 1)
+    key = {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **label_key}
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump({"settings": key, "rows": rows}, f, indent=1)
+    return rows
+
+
+def _predicted_features(clinical_rows: list[dict]) -> list[dict]:
+    return [{k[5:]: v for k, v in c.items() if k.startswith("pred_")} for c in clinical_rows]
+
+
+def truth_fit_diagnosis(manifest, clinical_rows: list[dict]) -> dict | None:
+    """The forest fitted on the training patients' ground-truth features, on the predicted features of
+    the scored patients of known group (``clinical_rows``: ``svgan evaluate``'s ``pred_*`` / ``true_*``
+    rows): true classes, probabilities and each patient's group. None without a scored patient or a
+    training patient of known group."""
+    scored = [c for c in clinical_rows if c["disease"] is not None]
+    model = truth_fitted_classifier(manifest) if scored else None
+    if model is None:
+        return None
+    classes = manifest.disease_classes
+    probs = model.predict_proba(_predicted_features(scored), len(classes))
+    return {"truths": [c["disease"] for c in scored], "probabilities": probs.tolist(),
+            "predictions": {c["patient"]: classes[int(np.argmax(p))] for c, p in zip(scored, probs)}}
+
+
+def prediction_fit_diagnosis(training_rows: list[dict], manifest, clinical_rows: list[dict]) -> dict | None:
+    """The forest fitted on the features of the run's predictions of its training patients
+    (``training_prediction_features``), on the scored patients of known group; None without either."""
+    scored = [c for c in clinical_rows if c["disease"] is not None]
+    if not scored or not training_rows:
+        return None
+    classes = manifest.disease_classes
+    model = ClinicalClassifier().fit(training_rows, [r["disease"] for r in training_rows])
+    probs = model.predict_proba(_predicted_features(scored), len(classes))
+    return {"truths": [c["disease"] for c in scored], "probabilities": probs.tolist(),
+            "predictions": {c["patient"]: classes[int(np.argmax(p))] for c, p in zip(scored, probs)}}

@@ -1,9 +1,11 @@
 """Scores of a generator on the prepared patients of one split (prepared grid, no resampling back).
 
-Used for validation during training (early stopping, best model) and for the
-quick held-out report after a run. Per region: mean Dice and sensitivity over
-patients; per label class: voxel sensitivity; disease: accuracy, per-class
-sensitivity and the majority-class rate to compare with.
+Used for validation during training (early stopping, best model). The patients go through the
+prediction path's steps on the prepared grid (``prediction.RunPredictor``: probabilities, the
+largest component, the head's prior correction), each once: without test-time views, which would
+cost every epoch end a pass per view, and without the native grid, which validation does not
+need to compare epochs. Per region: mean Dice and sensitivity over patients; per label class:
+voxel sensitivity; disease: accuracy, per-class sensitivity and the majority-class rate.
 """
 
 from __future__ import annotations
@@ -14,32 +16,27 @@ from ..config import Config
 from ..data.conventions import REGIONS
 from ..data.manifest import Manifest
 from ..data.prepare import load_prepared
-from .inference import make_predict_fn, predict_patient
-from .diagnosis import prior_adjusted, training_class_prior
-from .postprocess import keep_largest_component
+from .inference import make_predict_fn
 from .metrics import dice, sensitivity
+from .prediction import PredictionSettings, RunPredictor
 
 
 def evaluate_prepared(generator, manifest: Manifest, split: str, cfg: Config, predict_fn=None,
                       patient_ids: list[str] | None = None) -> dict:
-    predict_fn = predict_fn or make_predict_fn(generator)
+    predictor = RunPredictor(predict_fn or make_predict_fn(generator), cfg, manifest,
+                             PredictionSettings.from_config(cfg, views=()))
     regions = REGIONS[manifest.dataset]
     names = manifest.class_names
     ids = patient_ids if patient_ids is not None else manifest.split_ids(split)
-    model_size = cfg.pipeline.image_size
     per_region = {r: {"dice": [], "sensitivity": []} for r in regions}
     label_hits = np.zeros(len(names))
     label_total = np.zeros(len(names))
     diseases, predictions, probabilities = [], [], []
-    prior = training_class_prior(manifest, cfg.pipeline.class_sampling)
     for pid in ids:
         image, label = load_prepared(manifest.patient_file(pid))
-        probs, disease_probs = predict_patient(predict_fn, image, cfg.pipeline.sequence_length,
-                                               cfg.pipeline.batch_size, model_size)  # central windows
-        disease_probs = prior_adjusted(disease_probs, prior, cfg.postprocess.disease_prior_correction)
-        pred = probs.argmax(-1)
-        if cfg.postprocess.largest_component:
-            pred = keep_largest_component(pred)
+        probs, disease_probs = predictor.probabilities(image)
+        disease_probs = predictor.head_probabilities(disease_probs)
+        pred = predictor.postprocess(probs.argmax(-1))
         for region, classes in regions.items():
             p, r = np.isin(pred, classes), np.isin(label, classes)
             per_region[region]["dice"].append(dice(p, r))

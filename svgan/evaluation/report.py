@@ -15,10 +15,11 @@ outputs in ``OUT`` (default ``RUN/evaluation``):
     clinical_indices.csv      ACDC only: per-patient clinical features (volumes, EF, mass, wall
                               thickness, indexed by body surface area), prediction and truth
     confusion_matrix_clinical_reference.csv
-                              ACDC only: the diagnosis of a random forest on the clinical features
-                              of the predicted segmentation, fitted on the run's predictions of its
-                              training patients (``RUN/predictions_train``), beside the model's own head
-                              and the forest fitted on the training patients' ground truth
+                              ACDC with --forest-on-predictions: the diagnosis of a random forest on the
+                              clinical features of the predicted segmentation, fitted on the run's
+                              predictions of its training patients (made once, kept in
+                              ``RUN/predicted_features_train.json``), beside the model's own head and
+                              the forest fitted on the training patients' ground truth
                               (``postprocess.diagnosis``; the challenge entrants' method; ``clinical.py``)
     predictions/              the run's predictions that were scored
     summary.json              everything summarised, skipped patients with their reasons
@@ -38,21 +39,19 @@ import os
 import numpy as np
 
 from ..data.conventions import LABEL_CONVENTIONS
-from ..data.datasets import discover_patients, get_dataset, load_patient
+from ..data.datasets import discover_patients, get_dataset, load_patient, split_records
 from ..data.io import atomic_path, check_same_grid, load_volume, write_csv
 from ..errors import DataError
 from ..figures import pyplot, save_figure
-from ..pretrained import METADATA_NAME, TRAINING_FEATURES_NAME, sha256
-from ..runs import GENERATOR_NAME, load_run
+from ..runs import load_run
 from . import metrics
-from .clinical import ClinicalClassifier, truth_fitted_classifier
+from .clinical import kept_training_features, prediction_fit_diagnosis, training_prediction_features, truth_fit_diagnosis
 from .diagnosis import diagnosis_metrics, roc_curve
 from .native import prediction_names
 from .prediction import RunPredictor, predict_records
 
 METRICS = ("dice", "iou", "sensitivity", "specificity", "precision", "hausdorff", "hd95", "asd")
 AGREEMENT_INDICES = ("LV_EDV", "LV_ESV", "LV_EF", "RV_EDV", "RV_ESV", "RV_EF", "MYO_mass", "MYO_max_thickness")
-TRAINING_PREDICTIONS = "predictions_train"  # the run's predictions of its training patients (clinical reference)
 
 
 def region_scores(pred: np.ndarray, truth: np.ndarray, classes, spacing, hd_method: str) -> dict:
@@ -143,87 +142,131 @@ def _figures(out_dir: str, dataset: str, rows: list[dict], overlays: list, roc: 
         save_figure(fig, os.path.join(fig_dir, "roc.png"))
 
 
-def split_records(manifest, split: str) -> list:
-    """The raw patient records of a prepared split (each patient's source folder, as prepared)."""
-    return [discover_patients(manifest.patients[pid]["source"], manifest.dataset, manifest.patients[pid]["format"])[0]
-            for pid in manifest.split_ids(split)]
-
-
 def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None, predictions_dir: str | None = None,
                  out_dir: str | None = None, hd_method: str = "pooled", progress=None,
-                 overrides: list[str] | None = None, windows: str = "central") -> dict:
-    """Score a run against ground truth: its predictions of the patients (written to
-    ``OUT/predictions`` first, as ``svgan predict`` writes them), or any tool's in ``predictions_dir``.
-    See the module docstring.
+                 overrides: list[str] | None = None, windows: str = "central", forest_on_predictions: bool = False,
+                 training_progress=None) -> dict:
+    """Score a run against ground truth in four steps: predict the patients (into ``OUT/predictions``,
+    as ``svgan predict`` writes them; or take any tool's ``predictions_dir``), score that folder,
+    diagnose, write the outputs. See the module docstring.
 
     ``overrides``: ``section.field=value`` changes to the run's config for this evaluation
     (``postprocess.largest_component=true``, say). ``windows``: how slices are inferred
-    (``inference.WINDOW_MODES``)."""
+    (``inference.WINDOW_MODES``). ``forest_on_predictions``: also fit the clinical-feature forest on
+    the run's predictions of its training patients, predicting them first where they are not kept
+    (``training_progress`` follows that)."""
     cfg, manifest = load_run(run_dir, overrides=overrides)
     dataset = get_dataset(manifest.dataset)
     records = discover_patients(data_dir, dataset.name, cfg.data.format) if data_dir else split_records(manifest, split)
     out_dir = out_dir or os.path.join(run_dir, "evaluation")
     os.makedirs(out_dir, exist_ok=True)
-    predictor, skipped = None, {}
     summary = {"split": None if data_dir else split, "data": data_dir, "predictions": predictions_dir,
                "hausdorff_method": hd_method}
-    if predictions_dir is None:
-        predictor = RunPredictor(run_dir, overrides, windows)
+
+    predictor, skipped = None, {}
+    if predictions_dir is None:  # 1. predict
+        predictor = RunPredictor.from_run(run_dir, overrides, windows)
         predictions_dir = os.path.join(out_dir, "predictions")
         skipped = predict_records(predictor, records, predictions_dir, progress)
         progress = None  # the bar followed the predictions
     scored = score_folder(predictions_dir, [r for r in records if r.patient_id not in skipped], cfg, hd_method, progress)
-    skipped.update(scored["skipped"])
-    rows, clinical = scored["rows"], scored["clinical"]
+    skipped.update(scored["skipped"])  # 2. score
+    rows = scored["rows"]
     summary.update({"patients": len({r["patient"] for r in rows}), "skipped": skipped,
                     "regions": {region: {m: _stats([r[m] for r in rows if r["region"] == region]) for m in METRICS}
                                 for region in dataset.regions}})
     if data_dir:
         seen = sorted(r.patient_id for r in records if _trained_on(manifest, r))
         summary["seen_in_training"] = seen  # listed, not hidden: their scores are not held-out scores
+    diagnoses = diagnose(run_dir, cfg, manifest, scored, predictor, forest_on_predictions, training_progress)  # 3.
+    summary.update(diagnoses["summary"])
+    write_outputs(out_dir, dataset, cfg, summary, scored, diagnoses)  # 4. write
+    return summary
 
+
+def diagnose(run_dir: str, cfg, manifest, scored: dict, predictor, forest_on_predictions: bool, training_progress=None) -> dict:
+    """The diagnoses of the scored patients: the model's head (``diagnosis_head``); for a cardiac dataset
+    the clinical indices' agreement, the forest fitted on the training patients' ground truth
+    (``diagnosis_clinical_truth_fit``) and the one fitted on their predictions
+    (``diagnosis_clinical_reference``); and the configured one as the headline (``diagnosis``).
+    Returns ``summary`` (those entries), ``rows`` (one per patient), ``roc`` and ``confusion`` files."""
+    dataset = get_dataset(manifest.dataset)
     classes = manifest.disease_classes
+    out = {"summary": {}, "rows": [], "roc": {}, "confusion": {}}
     head = [d for d in scored["diagnosis"] if d["head"] is not None]
-    truths, probabilities = [d["disease"] for d in head if d["disease"] is not None], \
-        [d["head"] for d in head if d["disease"] is not None]
-    diagnosis_rows = [{"patient": d["patient"], "true": "" if d["disease"] is None else classes[d["disease"]],
-                       "predicted": classes[int(np.argmax(d["head"]))],
-                       **{f"p_{c}": float(v) for c, v in zip(classes, d["head"])}} for d in head]
+    truths = [d["disease"] for d in head if d["disease"] is not None]
+    probabilities = [d["head"] for d in head if d["disease"] is not None]
+    out["rows"] = [{"patient": d["patient"], "true": "" if d["disease"] is None else classes[d["disease"]],
+                    "predicted": classes[int(np.argmax(d["head"]))],
+                    **{f"p_{c}": float(v) for c, v in zip(classes, d["head"])}} for d in head]
     if truths:
-        summary["diagnosis_head"] = diagnosis_metrics(truths, probabilities, classes)
+        out["summary"]["diagnosis_head"] = diagnosis_metrics(truths, probabilities, classes)
     truth_fit = None
     if dataset.cardiac:
-        summary["clinical_indices"] = {k: agreement([c[f"pred_{k}"] for c in clinical], [c[f"true_{k}"] for c in clinical])
-                                       for k in AGREEMENT_INDICES}
-        truth_fit = _clinical_truth_fit(manifest, clinical)
+        clinical = scored["clinical"]
+        out["summary"]["clinical_indices"] = {
+            k: agreement([c[f"pred_{k}"] for c in clinical], [c[f"true_{k}"] for c in clinical]) for k in AGREEMENT_INDICES}
+        truth_fit = truth_fit_diagnosis(manifest, clinical)
         if truth_fit is not None:
-            summary["diagnosis_clinical_truth_fit"] = truth_fit["metrics"]
-            for row in diagnosis_rows:
+            metrics = diagnosis_metrics(truth_fit["truths"], truth_fit["probabilities"], classes)
+            out["summary"]["diagnosis_clinical_truth_fit"] = {**metrics, "patients": len(truth_fit["truths"])}
+            for row in out["rows"]:
                 row["predicted_clinical_features"] = truth_fit["predictions"].get(row["patient"], "")
-        reference = _clinical_reference(run_dir, cfg, manifest, predictor, clinical)
+        reference = _prediction_fit(run_dir, manifest, predictor, clinical, forest_on_predictions, training_progress)
         if isinstance(reference, str):
-            summary["diagnosis_clinical_reference"] = {"not_computed": reference}
+            out["summary"]["diagnosis_clinical_reference"] = {"not_computed": reference}
         elif reference is not None:
-            summary["diagnosis_clinical_reference"] = reference
-            _write_confusion(os.path.join(out_dir, "confusion_matrix_clinical_reference.csv"), classes,
-                             reference["confusion_matrix"])
+            out["summary"]["diagnosis_clinical_reference"] = reference
+            out["confusion"]["confusion_matrix_clinical_reference.csv"] = reference["confusion_matrix"]
     if cfg.postprocess.diagnosis == "clinical_features" and truth_fit is not None:
         # The configured diagnosis is the headline (and the ROC curves); the head's own stays in diagnosis_head.
         truths, probabilities = truth_fit["truths"], truth_fit["probabilities"]
-    roc = {}
     if truths:
         d = diagnosis_metrics(truths, probabilities, classes)
         d["source"] = cfg.postprocess.diagnosis
-        summary["diagnosis"] = d
+        out["summary"]["diagnosis"] = d
         t, pr = np.asarray(truths), np.asarray(probabilities)
         for k, name in enumerate(classes):
             if np.any(t == k) and np.any(t != k):
                 fpr, tpr = roc_curve(pr[t == k, k], pr[t != k, k])
-                roc[name] = (fpr, tpr, d[f"auc_{name}"])
-        _write_confusion(os.path.join(out_dir, "confusion_matrix.csv"), classes, d["confusion_matrix"])
+                out["roc"][name] = (fpr, tpr, d[f"auc_{name}"])
+        out["confusion"]["confusion_matrix.csv"] = d["confusion_matrix"]
+    return out
+
+
+def _prediction_fit(run_dir: str, manifest, predictor, clinical: list[dict], requested: bool, progress=None):
+    """Diagnosis metrics of the forest fitted on the run's predictions of its training patients, on the
+    scored patients; a reason string where it was not computed (not asked for, or not possible)."""
+    scored = [c for c in clinical if c["disease"] is not None]
+    if not scored:
+        return None
+    n = len([p for p in manifest.split_ids("train") if manifest.patients[p].get("disease") is not None])
+    if predictor is None:
+        return "needs the run's generator to segment its training patients (evaluate without --predictions)"
+    try:
+        if kept_training_features(run_dir, predictor.settings.label_key()) is None and not requested:
+            return (f"needs the run's predictions of its {n} training patients, not kept for these settings: "
+                    "svgan evaluate --forest-on-predictions makes them once")
+        train_rows = training_prediction_features(run_dir, manifest, predictor, progress)
+    except (DataError, OSError) as e:
+        return f"training patients could not be read: {e}"
+    fit = prediction_fit_diagnosis(train_rows, manifest, clinical)
+    if fit is None:
+        return "no training patient with a known group"
+    out = diagnosis_metrics(fit["truths"], fit["probabilities"], manifest.disease_classes)
+    out.update({"patients": len(scored), "training_patients": len(train_rows), "predictions": fit["predictions"]})
+    return out
+
+
+def write_outputs(out_dir: str, dataset, cfg, summary: dict, scored: dict, diagnoses: dict) -> None:
+    """Every file of ``OUT`` but the predictions: the per-patient tables, the confusion matrices,
+    ``table.md``, ``summary.json`` and the figures."""
+    rows, clinical = scored["rows"], scored["clinical"]
+    for name, matrix in diagnoses["confusion"].items():
+        _write_confusion(os.path.join(out_dir, name), dataset.disease_classes, matrix)
     write_csv(os.path.join(out_dir, "metrics_per_patient.csv"), rows, ["patient", "phase", "region", *METRICS])
-    if diagnosis_rows:
-        write_csv(os.path.join(out_dir, "diagnosis_per_patient.csv"), diagnosis_rows)
+    if diagnoses["rows"]:
+        write_csv(os.path.join(out_dir, "diagnosis_per_patient.csv"), diagnoses["rows"])
     if dataset.cardiac:
         write_csv(os.path.join(out_dir, "acdc_challenge.csv"), scored["challenge_rows"],
                   ["Name"] + [f"{m} {r}" if m != "Err" else f"Err {r}(ml)" for r in ("LV", "RV", "MYO") for m in ("Dice", "Volume", "Err")])
@@ -242,10 +285,9 @@ def evaluate_run(run_dir: str, split: str = "test", data_dir: str | None = None,
     with atomic_path(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=1)
     if rows:
-        _figures(out_dir, dataset.name, rows, scored["overlays"], roc)
+        _figures(out_dir, dataset.name, rows, scored["overlays"], diagnoses["roc"])
     summary["table"] = table
     summary["out_dir"] = out_dir
-    return summary
 
 
 def score_folder(predictions_dir: str, records, cfg, hd_method: str = "pooled", progress=None) -> dict:
@@ -308,78 +350,6 @@ def _trained_on(manifest, record) -> bool:
     if not os.path.isabs(source):
         return source == os.path.basename(os.path.normpath(record.folder))
     return os.path.realpath(source) == os.path.realpath(record.folder)
-
-
-def _training_prediction_features(run_dir: str, manifest, predictor) -> list[dict]:
-    """Clinical features of the run's own predictions of every training patient of known group, kept
-    in ``RUN/predicted_features_train.json`` while the generator (its sha256) and the prediction
-    settings that shape the label maps stay the same. Otherwise the patients are predicted again
-    into ``RUN/predictions_train`` first, which a shipped model cannot do (its patients are not here)."""
-    key = {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **predictor.label_settings()}
-    path = os.path.join(run_dir, TRAINING_FEATURES_NAME)
-    if os.path.isfile(path):
-        with open(path) as f:
-            kept = json.load(f)
-        if kept["settings"] == key:
-            return kept["rows"]
-    if os.path.isfile(os.path.join(run_dir, METADATA_NAME)):
-        raise DataError("a model bundle's training patients are not at hand, and its kept features were made with "
-                        "other prediction settings", path)
-    folder = os.path.join(run_dir, TRAINING_PREDICTIONS)
-    records = [r for r in split_records(manifest, "train") if manifest.patients[r.patient_id].get("disease") is not None]
-    failed = predict_records(predictor, records, folder)
-    if failed:
-        raise DataError(f"{len(failed)} training patient(s) could not be predicted, e.g. {next(iter(failed.values()))}")
-    dataset = get_dataset(manifest.dataset)
-    rows = []
-    for record in records:
-        volume = load_patient(record, dataset.modalities, require_labels=False)
-        pred = _load_external_prediction(folder, volume, record.info, record.format)
-        rows.append({"patient": record.patient_id, "disease": manifest.patients[record.patient_id]["disease"],
-                     **dataset.clinical_features(volume, record.info, pred)})
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump({"settings": key, "rows": rows}, f, indent=1)
-    return rows
-
-
-def _clinical_reference(run_dir: str, cfg, manifest, predictor, clinical: list[dict]):
-    """Diagnosis metrics of the clinical-feature forest fitted on the run's predictions of its training
-    patients, on the scored patients; a reason string where it cannot run."""
-    scored = [c for c in clinical if c["disease"] is not None]
-    if not scored:
-        return None
-    if predictor is None:
-        return "needs the run's generator to segment its training patients (evaluate without --predictions)"
-    try:
-        train_rows = _training_prediction_features(run_dir, manifest, predictor)
-    except (DataError, OSError) as e:
-        return f"training patients could not be read: {e}"
-    if not train_rows:
-        return "no training patient with a known group"
-    classes = manifest.disease_classes
-    model = ClinicalClassifier().fit(train_rows, [r["disease"] for r in train_rows])
-    probs = model.predict_proba([{k[5:]: v for k, v in c.items() if k.startswith("pred_")} for c in scored], len(classes))
-    out = diagnosis_metrics([c["disease"] for c in scored], probs, classes)
-    out.update({"patients": len(scored), "training_patients": len(train_rows),
-                "predictions": {c["patient"]: classes[int(np.argmax(p))] for c, p in zip(scored, probs)}})
-    return out
-
-
-def _clinical_truth_fit(manifest, clinical: list[dict]):
-    """The forest fitted on the training patients' ground-truth features, applied to the predicted
-    features of the scored patients of known group: metrics, true classes, probabilities and each
-    patient's predicted group. None without a scored patient or a training patient of known group."""
-    scored = [c for c in clinical if c["disease"] is not None]
-    model = truth_fitted_classifier(manifest) if scored else None
-    if model is None:
-        return None
-    classes = manifest.disease_classes
-    probs = model.predict_proba([{k[5:]: v for k, v in c.items() if k.startswith("pred_")} for c in scored], len(classes))
-    truths = [c["disease"] for c in scored]
-    metrics = diagnosis_metrics(truths, probs, classes)
-    metrics["patients"] = len(scored)
-    return {"metrics": metrics, "truths": truths, "probabilities": probs.tolist(),
-            "predictions": {c["patient"]: classes[int(np.argmax(p))] for c, p in zip(scored, probs)}}
 
 
 def _head_probabilities(folder: str, pid: str, classes) -> list | None:

@@ -44,13 +44,10 @@ def warp(volume: np.ndarray, transform: np.ndarray, fill_mode: str) -> np.ndarra
 
 
 def predict_patient_views(predict_fn, image: np.ndarray, sequence_length: int, batch_size: int = 2,
-                          model_size=None, mode: str = "central", views=(), unchanged=None) -> tuple[np.ndarray, np.ndarray]:
+                          model_size=None, mode: str = "central", views=()) -> tuple[np.ndarray, np.ndarray]:
     """``predict_patient`` on the patient as it is and on each of ``views`` ([degrees, scale] pairs),
-    the probabilities of each view turned back and all of them averaged. ``unchanged``: the patient's
-    own (probabilities, disease) where a caller has them already."""
-    if unchanged is None:
-        unchanged = predict_patient(predict_fn, image, sequence_length, batch_size, model_size, mode)
-    probs, disease = unchanged
+    the probabilities of each view turned back and all of them averaged."""
+    probs, disease = predict_patient(predict_fn, image, sequence_length, batch_size, model_size, mode)
     if not views:
         return probs, disease
     h, w = image.shape[2:4]

@@ -14,9 +14,6 @@ import_tf()  # before keras, which would import TensorFlow loudly
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-_EPS = 1e-7
-
-
 def _bce_with_logits(logits, target: float):
     # max(x, 0) - x*z + log(1 + exp(-|x|)): the numerically stable form.
     logits = ops.cast(logits, "float32")
