@@ -298,7 +298,18 @@ def cmd_models(args) -> int:
 def cmd_export(args) -> int:
     from .pretrained import export_bundle
 
-    metadata = export_bundle(args.run_dir, args.out_dir, args.name, args.version)
+    details = None
+    if args.details:
+        import json
+
+        try:
+            with open(args.details) as f:
+                details = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise SvganError(f"cannot read the model's details: {e}", args.details) from None
+        if not isinstance(details, dict):
+            raise SvganError("the model's details must be a JSON object (task, inputs, training, scores, ...)", args.details)
+    metadata = export_bundle(args.run_dir, args.out_dir, args.name, args.version, details)
     size = sum(f["bytes"] for f in metadata["files"].values()) / 1e6
     print(f"Exported {args.run_dir} as model {args.name} {args.version} ({size:.1f} MB) into {os.path.abspath(args.out_dir)}; "
           f"use it with: svgan predict {args.out_dir} INPUT OUT")
@@ -422,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="a new folder")
     p.add_argument("--name", required=True)
     p.add_argument("--version", default="1.0.0")
+    p.add_argument("--details", metavar="JSON", help="a JSON object merged into metadata.json: task, inputs, training, "
+                                                      "scores, intended use, licence, citation")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("summary", help="patients per class and label voxel fractions of a prepared folder")

@@ -105,3 +105,17 @@ def test_evaluating_a_bundle_needs_data_and_writes_outside_it(shipped, acdc_raw,
     assert len(summary["seen_in_training"]) >= 1  # the bundle knows its patients by folder name
     assert "not_computed" in summary["diagnosis_clinical_reference"]  # no kept training features in this bundle
     assert not os.path.exists(shipped / "tiny" / "evaluation")
+
+
+@pytest.mark.slow
+def test_export_takes_the_models_details_from_a_json_file(bundle_root, tmp_path, capsys):
+    run = str(bundle_root.parent / "run")
+    details = tmp_path / "details.json"
+    details.write_text(json.dumps({"task": "segments phantoms", "licence": "research use"}))
+    assert main(["export", run, str(tmp_path / "b"), "--name", "b", "--details", str(details)]) == 0
+    metadata = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    assert metadata["task"] == "segments phantoms" and metadata["licence"] == "research use"
+    details.write_text("[1, 2]")
+    assert main(["export", run, str(tmp_path / "c"), "--name", "c", "--details", str(details)]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "c")  # nothing half-written
