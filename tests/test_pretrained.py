@@ -23,7 +23,9 @@ def bundle_root(acdc_prepared, tmp_path_factory):
     train(tiny_config("acdc", "train.epochs=1", "train.steps_per_epoch=2"), acdc_prepared, run_dir=run, verbose=False)
     models = root / "models"
     models.mkdir()
-    pretrained.export_bundle(run, str(models / "tiny"), "tiny", details={"task": "tiny test model"})
+    pretrained.export_bundle(run, str(models / "tiny"), "tiny", details={
+        "task": "tiny test model",
+        "scores": {"validation": {"patients": 2, "dice": {"LV": 0.5, "RV": 0.25, "MYO": 0.125}, "diagnosis_accuracy": 0.5}}})
     return models
 
 
@@ -50,6 +52,7 @@ def test_models_lists_the_shipped_models(shipped, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("tiny 1.0.0: tiny test model | input:")
+    assert out.strip().endswith("| validation (2 patients): Dice LV 0.500 / RV 0.250 / MYO 0.125, diagnosis 0.50")
 
 
 @pytest.mark.slow

@@ -108,13 +108,16 @@ def resolve(run_or_model: str, root: str | None = None) -> tuple[str, dict | Non
 
 
 def describe(name: str, metadata: dict) -> str:
-    """One line for ``svgan models``."""
-    kept = metadata.get("scores", {}).get("kept_patients", {})
-    dice = kept.get("dice", {})
-    scores = (f"; kept {kept['patients']} patients: Dice " + " / ".join(f"{r} {v:.3f}" for r, v in dice.items())
-              + (f", diagnosis {kept['diagnosis_accuracy']:.2f}" if "diagnosis_accuracy" in kept else "")) if dice else ""
+    """One line for ``svgan models``: task, inputs, training data, and the scores the bundle records
+    (``scores``: {"validation" | "kept_patients": {"patients", "dice": {region: mean}, "diagnosis_accuracy"}})."""
+    parts = []
+    for split, label in (("validation", "validation"), ("kept_patients", "kept")):
+        s = metadata.get("scores", {}).get(split, {})
+        if s.get("dice"):
+            parts.append(f"{label} ({s['patients']} patients): Dice " + " / ".join(f"{r} {v:.3f}" for r, v in s["dice"].items())
+                         + (f", diagnosis {s['diagnosis_accuracy']:.2f}" if "diagnosis_accuracy" in s else ""))
     return (f"{name} {metadata['version']}: {metadata['task']} | input: {metadata['inputs']['summary']} | trained on "
-            f"{metadata['training']['data']}{scores}")
+            f"{metadata['training']['data']}" + "".join(f" | {p}" for p in parts))
 
 
 def export_bundle(run_dir: str, out_dir: str, name: str, version: str = "1.0.0", details: dict | None = None) -> dict:
