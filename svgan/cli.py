@@ -236,7 +236,7 @@ def cmd_evaluate(args) -> int:
     out = args.out or (f"evaluation-{bundle['name']}" if bundle is not None else None)  # never inside the package
     _, manifest = load_run(run_dir)
     n = len(manifest.split_ids(args.split)) if not args.data else 0
-    n_train = len([p for p in manifest.split_ids("train") if manifest.patients[p].get("disease") is not None])
+    n_train = len(manifest.diagnosed_ids("train"))
     training_bar = _progress_bar(n_train, f"Predicting the {n_train} training patients of {run_dir} once, for the forest "
                                           "fitted on predictions (kept in predicted_features_train.json)")
     summary = evaluate_run(run_dir, args.split, args.data, args.predictions, out, args.hausdorff,

@@ -4,6 +4,7 @@ and the head fit's schedule (train.head_fit_epochs)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -71,7 +72,9 @@ def test_budgeted_run_records_its_plan_trains_it_and_a_resume_follows_it(acdc_pr
         train(cfg, acdc_prepared, run_dir=run, verbose=False)
     with open(os.path.join(run, PLAN_NAME)) as f:
         plan = json.load(f)
-    # (174.6 s less the time to build the run) / (5 + 10) s per step of each epoch
+    # (3 minutes less the 3 % margin, 174.6 s, less the time to build the run and plan) / (5 + 10) s per
+    # step of each epoch; the stand-in epoch ends and compilation cost nothing
+    assert plan["steps_per_epoch"] == math.floor((60.0 * 3 * (1.0 - 0.03) - plan["planning_seconds"]) / 15)
     assert 1 <= plan["steps_per_epoch"] <= 11
     assert plan["adversarial_ramp_steps"] == round(20 * plan["steps_per_epoch"] / 40)
     with open(os.path.join(run, "config.yaml")) as f:

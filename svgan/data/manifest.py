@@ -49,6 +49,10 @@ class Manifest:
             raise ValueError(f"unknown split {split!r} (expected one of {SPLITS})")
         return sorted(pid for pid, p in self.patients.items() if p["split"] == split)
 
+    def diagnosed_ids(self, split: str) -> list[str]:
+        """Prepared patients of a split whose disease class is known, sorted."""
+        return [pid for pid in self.split_ids(split) if self.patients[pid].get("disease") is not None]
+
     def patient_file(self, pid: str) -> str:
         return os.path.join(self.root, self.patients[pid]["file"])
 

@@ -10,7 +10,7 @@ the same patients), with two forests:
 - fitted on the training patients' ground-truth features (``truth_fitted_classifier``; the
   features are in the manifest), the one ``postprocess.diagnosis: clinical_features`` answers with;
 - fitted on the features of the run's own predictions of its training patients
-  (``training_prediction_features``), which are made once, on request, and kept in
+  (``predict_training_features``), which are made once, on request, and kept in
   ``RUN/predicted_features_train.json`` (a shipped model carries them).
 """
 
@@ -78,10 +78,8 @@ def truth_feature_rows(manifest) -> list[dict]:
     known group: from the manifest, where ``svgan prepare`` writes them, or, for a folder prepared
     before it did, from the patients' source folders (a ``DataError`` names one that is gone)."""
     rows = []
-    for pid in manifest.split_ids("train"):
+    for pid in manifest.diagnosed_ids("train"):
         entry = manifest.patients[pid]
-        if entry.get("disease") is None:
-            continue
         features = entry.get("clinical_features") or _features_from_source(entry)
         rows.append({"patient": pid, "disease": entry["disease"], **features})
     return rows
@@ -95,31 +93,33 @@ def truth_fitted_classifier(manifest) -> ClinicalClassifier | None:
     return ClinicalClassifier().fit(rows, [r["disease"] for r in rows]) if rows else None
 
 
-def kept_training_features(run_dir: str, label_key: dict) -> list[dict] | None:
-    """The kept features of the run's predictions of its training patients, if they were made by the
-    current generator (its sha256) under ``label_key`` (``PredictionSettings.label_key``); else None."""
+def training_features_key(run_dir: str, label_key: dict) -> dict:
+    """What the kept features of a run's training predictions depend on: the generator (its sha256) and
+    the prediction settings that shape the label maps (``PredictionSettings.label_key``)."""
+    return {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **label_key}
+
+
+def kept_training_features(run_dir: str, key: dict) -> list[dict] | None:
+    """The kept features of the run's predictions of its training patients if they were made under
+    ``key`` (``training_features_key``); else None."""
     path = os.path.join(run_dir, TRAINING_FEATURES_NAME)
     if not os.path.isfile(path):
         return None
     with open(path) as f:
         kept = json.load(f)
-    key = {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **label_key}
     return kept["rows"] if kept["settings"] == key else None
 
 
-def training_prediction_features(run_dir: str, manifest, predictor, progress=None) -> list[dict]:
-    """Clinical features of the run's predictions of every training patient of known group: kept ones
-    (``kept_training_features``), or predicted now into ``RUN/predictions_train`` and kept. A model
-    bundle cannot predict them (its patients are not at hand): a ``DataError`` says so."""
-    label_key = predictor.settings.label_key()
-    rows = kept_training_features(run_dir, label_key)
-    if rows is not None:
-        return rows
+def predict_training_features(run_dir: str, manifest, predictor, key: dict, progress=None) -> list[dict]:
+    """Clinical features of the run's predictions of every training patient of known group, predicted
+    now into ``RUN/predictions_train`` and kept under ``key`` for next time. A model bundle cannot
+    predict them (its patients are not at hand): a ``DataError`` says so."""
     path = os.path.join(run_dir, TRAINING_FEATURES_NAME)
     if os.path.isfile(os.path.join(run_dir, METADATA_NAME)):
         raise DataError("a model bundle's training patients are not at hand, and its kept features were made with "
                         "other prediction settings", path)
-    records = [r for r in split_records(manifest, "train") if manifest.patients[r.patient_id].get("disease") is not None]
+    diagnosed = set(manifest.diagnosed_ids("train"))
+    records = [r for r in split_records(manifest, "train") if r.patient_id in diagnosed]
     folder = os.path.join(run_dir, TRAINING_PREDICTIONS)
     os.makedirs(folder, exist_ok=True)
     dataset = get_dataset(manifest.dataset)
@@ -133,7 +133,6 @@ def training_prediction_features(run_dir: str, manifest, predictor, progress=Non
                      **dataset.clinical_features(volume, record.info, labels)})
         if progress:
             progress(i + 1)
-    key = {"generator_sha256": sha256(os.path.join(run_dir, GENERATOR_NAME)), **label_key}
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump({"settings": key, "rows": rows}, f, indent=1)
     return rows
@@ -160,7 +159,7 @@ def truth_fit_diagnosis(manifest, clinical_rows: list[dict]) -> dict | None:
 
 def prediction_fit_diagnosis(training_rows: list[dict], manifest, clinical_rows: list[dict]) -> dict | None:
     """The forest fitted on the features of the run's predictions of its training patients
-    (``training_prediction_features``), on the scored patients of known group; None without either."""
+    (``predict_training_features``), on the scored patients of known group; None without either."""
     scored = [c for c in clinical_rows if c["disease"] is not None]
     if not scored or not training_rows:
         return None

@@ -45,7 +45,8 @@ from ..errors import DataError
 from ..figures import pyplot, save_figure
 from ..runs import load_run
 from . import metrics
-from .clinical import kept_training_features, prediction_fit_diagnosis, training_prediction_features, truth_fit_diagnosis
+from .clinical import (kept_training_features, predict_training_features, prediction_fit_diagnosis, training_features_key,
+                       truth_fit_diagnosis)
 from .diagnosis import diagnosis_metrics, roc_curve
 from .native import prediction_names
 from .prediction import RunPredictor, predict_records
@@ -240,14 +241,16 @@ def _prediction_fit(run_dir: str, manifest, predictor, clinical: list[dict], req
     scored = [c for c in clinical if c["disease"] is not None]
     if not scored:
         return None
-    n = len([p for p in manifest.split_ids("train") if manifest.patients[p].get("disease") is not None])
     if predictor is None:
         return "needs the run's generator to segment its training patients (evaluate without --predictions)"
     try:
-        if kept_training_features(run_dir, predictor.settings.label_key()) is None and not requested:
-            return (f"needs the run's predictions of its {n} training patients, not kept for these settings: "
-                    "svgan evaluate --forest-on-predictions makes them once")
-        train_rows = training_prediction_features(run_dir, manifest, predictor, progress)
+        key = training_features_key(run_dir, predictor.settings.label_key())
+        train_rows = kept_training_features(run_dir, key)
+        if train_rows is None:
+            if not requested:
+                return (f"needs the run's predictions of its {len(manifest.diagnosed_ids('train'))} training patients, "
+                        "not kept for these settings: svgan evaluate --forest-on-predictions makes them once")
+            train_rows = predict_training_features(run_dir, manifest, predictor, key, progress)
     except (DataError, OSError) as e:
         return f"training patients could not be read: {e}"
     fit = prediction_fit_diagnosis(train_rows, manifest, clinical)

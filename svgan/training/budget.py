@@ -175,8 +175,7 @@ class TrainingBudget(Callback):
             save_s = time.perf_counter() - begun
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        head = cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0
         head_s = len(manifest.split_ids("train")) * predict_s
         image_s = predict_s if cfg.train.image_summaries else 0.0
-        return [save_s + validation_s + image_s + (head_s if head and HeadFit.fits_after(e, cfg.train) else 0.0)
+        return [save_s + validation_s + image_s + (head_s if HeadFit.applies(cfg) and HeadFit.fits_after(e, cfg.train) else 0.0)
                 for e in range(cfg.train.epochs)]

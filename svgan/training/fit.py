@@ -276,6 +276,11 @@ class HeadFit(Callback):
         self.trainer, self.fit, self.fitted_generator = trainer, None, None
 
     @staticmethod
+    def applies(cfg: Config) -> bool:
+        """Whether a run under ``cfg`` fits its head at all (the volume head, with iterations to run)."""
+        return cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0
+
+    @staticmethod
     def fits_after(epoch: int, train) -> bool:
         """Whether the pass runs after epoch ``epoch`` (0-based) under ``train`` (a ``TrainConfig``)."""
         return train.head_fit_epochs == "every" or epoch + 1 in (train.supervised_epochs, train.epochs)
@@ -389,7 +394,7 @@ def gan_callbacks(cfg: Config, trainer: Trainer, start_epoch: int, verbose: bool
     if cfg.train.budget_minutes:  # first: it lays out the steps every later schedule reads
         out.append(TrainingBudget(trainer, time.time() if started is None else started, resume, verbose))
     out += schedules(cfg, trainer)
-    if cfg.model.classifier == "volumes" and cfg.train.head_fit_iterations > 0:
+    if HeadFit.applies(cfg):
         out.append(HeadFit(trainer))
     if has_validation:
         out.append(Validation(trainer))
