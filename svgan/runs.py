@@ -63,6 +63,30 @@ def create_run(cfg: Config, prepared_dir: str, run_dir: str) -> Config:
     return cfg
 
 
+def record_resumed_config(cfg: Config, run_dir: str) -> list[str]:
+    """Save ``cfg`` as the run folder's configuration when a resumed run changes it (``svgan train
+    --resume RUN --set ...``), so the folder says what trained its model and a later resume without
+    the overrides keeps them. Returns the changed settings as ``section.key: old -> new``."""
+    path = os.path.join(run_dir, CONFIG_NAME)
+    before, after = _flat(load_config(path).to_dict()), _flat(cfg.to_dict())
+    changes = [f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    if changes:
+        with atomic_path(path) as tmp:
+            cfg.save(tmp)
+    return changes
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def load_run(run_dir: str, prepared_dir: str | None = None, overrides: list[str] | None = None) -> tuple[Config, Manifest]:
     """The resolved config of a run folder (with ``--set`` style ``overrides``, e.g. for
     post-processing at evaluation) and its manifest copy, whose patient files live in the

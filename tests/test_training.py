@@ -13,9 +13,11 @@ import pytest
 
 from svgan._tf import import_tf
 from svgan.cli import main
+from svgan.config import load_config
 from svgan.data.manifest import load_manifest
 from svgan.data.pipeline import make_dataset
 from svgan.evaluation.prepared_report import evaluate_prepared
+from svgan.runs import record_resumed_config
 from svgan.training import gan_step
 from svgan.training.fit import TrainingError, TrainingInterrupted, Trainer, train
 from svgan.training.runtime import Runtime, choose_policy, cpu_computes_bfloat16
@@ -274,6 +276,19 @@ def test_cli_train_evaluate_and_resume(brats_prepared, tmp_path, capsys):
     assert main(["train", "--resume", run, "--set", "train.epochs=2"]) == 0
     with open(os.path.join(run, "history.csv")) as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+    assert load_config(os.path.join(run, "config.yaml")).train.epochs == 2
+    assert "resumed with train.epochs: 1 -> 2 (saved in config.yaml)" in capsys.readouterr().out
+
+
+def test_a_resume_with_overrides_records_them_in_the_run_folder(tmp_path):
+    run = str(tmp_path)
+    load_config(None, ["train.epochs=15", "train.supervised_epochs=13"]).save(os.path.join(run, "config.yaml"))
+    assert record_resumed_config(load_config(os.path.join(run, "config.yaml")), run) == []
+    changed = load_config(os.path.join(run, "config.yaml"), ["train.epochs=12", "train.supervised_epochs=10"])
+    assert record_resumed_config(changed, run) == ["train.epochs: 15 -> 12", "train.supervised_epochs: 13 -> 10"]
+    saved = load_config(os.path.join(run, "config.yaml"))
+    assert (saved.train.epochs, saved.train.supervised_epochs) == (12, 10)
+    assert sorted(os.listdir(run)) == ["config.yaml"]  # no temporary file left beside it
 
 
 @pytest.mark.slow

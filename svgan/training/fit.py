@@ -37,7 +37,8 @@ from ..evaluation.prepared_report import evaluate_prepared
 from ..losses import selective_class_weights
 from ..losses.registry import build_classification_loss
 from ..models.discriminator import build_discriminator
-from ..runs import ATTENTION_NAME, CHECKPOINTS, GENERATOR_NAME, build_run_generator, create_run, new_run_dir, write_summary
+from ..runs import (ATTENTION_NAME, CHECKPOINTS, CONFIG_NAME, GENERATOR_NAME, build_run_generator, create_run,
+                    new_run_dir, record_resumed_config, write_summary)
 from . import runtime as runtime_module
 from .callbacks import Curves, EarlyStopping, HistoryFile, ProgressBar, TensorBoard, TimeBudget
 from .gan_step import LOSS_NAMES, GANStep
@@ -422,6 +423,10 @@ def train(cfg: Config, prepared_dir: str, run_dir: str | None = None, resume: bo
     trainer = Trainer(cfg, manifest, run_dir)
     if resume and not trainer.restore():
         raise SvganError("no checkpoint to resume from", os.path.join(run_dir, CHECKPOINTS))
+    if resume:
+        for change in record_resumed_config(cfg, run_dir):
+            if verbose:
+                print(f"resumed with {change} (saved in {CONFIG_NAME})", flush=True)
     start_epoch = int(trainer.epoch.numpy())
     callbacks = gan_callbacks(cfg, trainer, start_epoch, verbose, started, resume)
     if verbose:
