@@ -296,7 +296,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .pretrained import export_bundle
+    from .pretrained import SHIPPED_ROOT, export_bundle
 
     details = None
     if args.details:
@@ -311,8 +311,10 @@ def cmd_export(args) -> int:
             raise SvganError("the model's details must be a JSON object (task, inputs, training, scores, ...)", args.details)
     metadata = export_bundle(args.run_dir, args.out_dir, args.name, args.version, details)
     size = sum(f["bytes"] for f in metadata["files"].values()) / 1e6
+    shipped = os.path.dirname(os.path.abspath(args.out_dir)) == SHIPPED_ROOT and \
+        os.path.basename(os.path.normpath(args.out_dir)) == args.name
     print(f"Exported {args.run_dir} as model {args.name} {args.version} ({size:.1f} MB) into {os.path.abspath(args.out_dir)}; "
-          f"use it with: svgan predict {args.out_dir} INPUT OUT")
+          f"use it with: svgan predict {args.name if shipped else args.out_dir} INPUT OUT")
     return 0
 
 

@@ -248,11 +248,12 @@ class TrainConfig:
     # model.classifier=volumes: full-batch Adam iterations of the disease head on every training
     # patient after each epoch (ours; svgan/training/head_fit.py). 0: the GAN step alone trains it.
     head_fit_iterations: int = 300
-    # When that fit runs (ours): "every" epoch, or "stage_ends", after the last epoch of each stage
-    # only (the supervised one and the run's last), which is all a run that keeps its last epoch's
-    # generator needs: the head reads the segmentation with its gradient stopped, so the fit never
-    # changes what the generator learns, and it predicts every training patient each time.
-    head_fit_epochs: Literal["every", "stage_ends"] = "every"
+    # When that fit runs (ours): "every" epoch; "stage_ends", after the last epoch of each stage
+    # (the supervised one and the run's last); or "last", after the run's last epoch only, which is
+    # all a run that keeps its last epoch's generator needs: the head reads the segmentation with
+    # its gradient stopped, so the fit never changes what the generator learns, and it predicts
+    # every training patient each time.
+    head_fit_epochs: Literal["every", "stage_ends", "last"] = "every"
     # Wall-clock budget of the whole run in minutes, epoch ends included (ours; svgan/training/budget.py):
     # the trainer times steps of each stage and the epoch-end work first, then scales
     # steps_per_epoch and adversarial_ramp_steps by one factor so that the run fits, and lays out the
@@ -384,7 +385,7 @@ def _validate(cfg: Config, source: str | None) -> None:
           "train.budget_minutes must be > 0 or null")
     check(t.budget_minutes is None or not t.progressive_sizes, "train.budget_minutes does not combine with train.progressive_sizes")
     check(t.head_fit_epochs == "every" or (t.keep_model == "last" and t.max_minutes is None and t.early_stopping_patience is None),
-          "train.head_fit_epochs: stage_ends needs train.keep_model: last, no train.max_minutes and no early stopping "
+          f"train.head_fit_epochs: {t.head_fit_epochs} needs train.keep_model: last, no train.max_minutes and no early stopping "
           "(the kept generator must be one whose head was fitted)")
     sizes, stage_epochs = t.progressive_sizes, t.progressive_epochs
     check(len(sizes) == len(stage_epochs), "train.progressive_sizes and train.progressive_epochs need one entry per stage")

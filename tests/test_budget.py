@@ -88,16 +88,18 @@ def test_budgeted_run_records_its_plan_trains_it_and_a_resume_follows_it(acdc_pr
 
 
 @pytest.mark.slow
-def test_head_fit_at_stage_ends_runs_after_the_last_epoch_of_each_stage_only(acdc_prepared, tmp_path):
+@pytest.mark.parametrize("when, fitted_after", [("stage_ends", [2, 4]), ("last", [4])])
+def test_head_fit_runs_after_the_epochs_its_setting_names_only(acdc_prepared, tmp_path, when, fitted_after):
     cfg = tiny_config("acdc", "model.classifier=volumes", "train.epochs=4", "train.supervised_epochs=2",
-                      "train.steps_per_epoch=2", "train.head_fit_epochs=stage_ends", "train.keep_model=last",
+                      "train.steps_per_epoch=2", f"train.head_fit_epochs={when}", "train.keep_model=last",
                       "train.early_stopping_patience=null", "train.head_fit_iterations=5")
     run = str(tmp_path / "run")
     train(cfg, acdc_prepared, run_dir=run, verbose=False)
     fitted = [r["epoch"] for r in read_history(run) if "head_fit_loss" in r]
-    assert fitted == [2, 4]
+    assert fitted == fitted_after
 
 
-def test_head_fit_at_stage_ends_refuses_a_kept_model_it_may_not_have_fitted():
-    with pytest.raises(ConfigError, match="head_fit_epochs: stage_ends"):
-        load_config(None, ["train.head_fit_epochs=stage_ends", "train.keep_model=best_validation"])
+@pytest.mark.parametrize("when", ["stage_ends", "last"])
+def test_head_fit_at_some_epochs_refuses_a_kept_model_it_may_not_have_fitted(when):
+    with pytest.raises(ConfigError, match=f"head_fit_epochs: {when} needs train.keep_model: last"):
+        load_config(None, [f"train.head_fit_epochs={when}", "train.keep_model=best_validation"])

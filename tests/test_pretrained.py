@@ -114,10 +114,14 @@ def test_evaluating_a_bundle_needs_data_and_writes_outside_it(shipped, acdc_raw,
 def test_export_takes_the_models_details_from_a_json_file(bundle_root, tmp_path, capsys):
     run = str(bundle_root.parent / "run")
     details = tmp_path / "details.json"
-    details.write_text(json.dumps({"task": "segments phantoms", "licence": "research use"}))
+    details.write_text(json.dumps({"task": "segments phantoms", "licence": "research use",
+                                   "training": {"command": "svgan train ...", "data": "5 phantoms"}}))
     assert main(["export", run, str(tmp_path / "b"), "--name", "b", "--details", str(details)]) == 0
     metadata = json.loads((tmp_path / "b" / "metadata.json").read_text())
     assert metadata["task"] == "segments phantoms" and metadata["licence"] == "research use"
+    # The details' training section adds to the default one: the patient lists the export wrote stay.
+    assert metadata["training"]["command"] == "svgan train ..." and metadata["training"]["data"] == "5 phantoms"
+    assert set(metadata["training"]["patients"]) == {"train", "validation", "test"}
     details.write_text("[1, 2]")
     assert main(["export", run, str(tmp_path / "c"), "--name", "c", "--details", str(details)]) == 2
     assert "must be a JSON object" in capsys.readouterr().err

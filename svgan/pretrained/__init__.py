@@ -123,7 +123,8 @@ def describe(name: str, metadata: dict) -> str:
 def export_bundle(run_dir: str, out_dir: str, name: str, version: str = "1.0.0", details: dict | None = None) -> dict:
     """Write ``run_dir``'s model as a bundle into the new folder ``out_dir``: the files of ``BUNDLE_FILES``
     without local paths, the kept training-prediction features where the run has them, and
-    ``metadata.json`` (``details`` adds to or replaces its fields: task, training, scores, ...)."""
+    ``metadata.json`` (``details`` adds its fields: task, training, scores, ...; a section such as
+    ``training`` adds to the default one, so its patient lists stay)."""
     import keras
 
     from .._tf import import_tf
@@ -151,10 +152,12 @@ def export_bundle(run_dir: str, out_dir: str, name: str, version: str = "1.0.0",
             "inputs": {"summary": f"{manifest.dataset} patient folders"},
             "training": {"data": f"{len(manifest.split_ids('train'))} {manifest.dataset} patients",
                          "patients": {s: manifest.split_ids(s) for s in ("train", "validation", "test")}},
-            **(details or {}),
-            "files": {f: {"sha256": sha256(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
-                      for f in files},
         }
+        for key, value in (details or {}).items():  # a details section adds to the default one of its name
+            merge = isinstance(value, dict) and isinstance(metadata.get(key), dict)
+            metadata[key] = {**metadata[key], **value} if merge else value
+        metadata["files"] = {f: {"sha256": sha256(os.path.join(tmp, f)), "bytes": os.path.getsize(os.path.join(tmp, f))}
+                             for f in files}
         with open(os.path.join(tmp, METADATA_NAME), "w") as f:
             json.dump(metadata, f, indent=1)
     return metadata

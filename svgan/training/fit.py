@@ -270,8 +270,8 @@ class Trainer:
 
 class HeadFit(Callback):
     """The volume head's classification pass (``head_fit.DiseaseHeadFit``) on the trainer's current
-    generator after an epoch's steps: every epoch, or with ``train.head_fit_epochs: stage_ends`` only
-    after the last epoch of each stage (``fits_after``)."""
+    generator after an epoch's steps: every epoch, or with ``train.head_fit_epochs`` ``stage_ends``
+    after the last epoch of each stage, ``last`` after the run's last epoch (``fits_after``)."""
 
     def __init__(self, trainer: Trainer):
         self.trainer, self.fit, self.fitted_generator = trainer, None, None
@@ -284,7 +284,8 @@ class HeadFit(Callback):
     @staticmethod
     def fits_after(epoch: int, train) -> bool:
         """Whether the pass runs after epoch ``epoch`` (0-based) under ``train`` (a ``TrainConfig``)."""
-        return train.head_fit_epochs == "every" or epoch + 1 in (train.supervised_epochs, train.epochs)
+        ends = {"every": (epoch + 1,), "stage_ends": (train.supervised_epochs, train.epochs), "last": (train.epochs,)}
+        return epoch + 1 in ends[train.head_fit_epochs]
 
     def on_epoch_end(self, epoch, logs):
         t = self.trainer
