@@ -22,9 +22,12 @@ PATIENTS = ("patient002", "patient042", "patient062")  # DCM, MINF, NOR
 CONFIG = os.path.join(REPO, "configs", "real_acdc.yaml")
 # Epoch 1 supervised, epochs 2-3 adversarial, the weight reaching 0.1 over 3 updates (2 per epoch).
 # 32 x 32 training windows of the 64 x 64 test images, as the recipe trains on windows of its images.
+# The head fit at each stage's end: the run stopped after epoch 1 and extended to 3 then fits where
+# the straight run does (with the recipe's "last", the shorter run's last epoch would be fitted too).
 STAGED = TINY_MODEL + ["pipeline.sequence_length=4", "pipeline.crop_size=[32, 32]", "train.steps_per_epoch=2", "train.epochs=3",
                        "train.supervised_epochs=1", "train.adversarial_ramp_steps=3", "loss.adversarial_weight=0.1",
-                       "train.lr_schedule=constant", "train.head_fit_iterations=5", "train.max_minutes=null"]
+                       "train.lr_schedule=constant", "train.head_fit_iterations=5", "train.max_minutes=null",
+                       "train.head_fit_epochs=stage_ends"]
 
 
 def test_adversarial_weight_is_zero_before_the_stage_then_ramps_linearly():
