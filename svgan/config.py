@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from .data.datasets import get_dataset
+from .data.io import atomic_path
 from .errors import ConfigError
 
 
@@ -309,7 +310,9 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
+        """Write the YAML file whole or not at all: a run folder's config.yaml is rewritten in place
+        (a budget's plan, a resume's overrides), and a crash must not leave half of it."""
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
 

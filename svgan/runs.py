@@ -72,8 +72,7 @@ def record_resumed_config(cfg: Config, run_dir: str) -> list[str]:
     changes = [f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
                for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
     if changes:
-        with atomic_path(path) as tmp:
-            cfg.save(tmp)
+        cfg.save(path)
     return changes
 
 
