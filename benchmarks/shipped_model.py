@@ -4,9 +4,9 @@
     python benchmarks/shipped_model.py PATH/TO/BUNDLE --data FOLDER --patients patient001,patient002
 
 By default the patients are the bundle's own kept ones (``metadata.json``: ``training.patients.test``),
-linked from ``--data`` into a temporary folder (nothing is copied). The model is scored as
-``svgan evaluate`` runs it by default (``evaluate_run`` on that folder), and each patient's
-prediction (both phases, the configured test-time views) is timed on its own. Prints Dice and
+linked from ``--data`` into a temporary folder (nothing is copied). Each patient is predicted once,
+as ``svgan evaluate`` predicts it (``RunPredictor.write``: both phases, the configured test-time
+views), timed on its own, and that folder is scored as ``svgan evaluate`` scores it. Prints Dice and
 HD95 per structure and phase, the diagnosis accuracy and confusion matrix, the clinical indices'
 correlations, and the median and longest prediction time per patient.
 """
@@ -47,15 +47,16 @@ def main() -> None:
         os.makedirs(raw)
         for pid in ids:
             os.symlink(os.path.abspath(os.path.join(args.data, pid)), os.path.join(raw, pid))
-        summary = evaluate_run(folder, data_dir=raw, out_dir=os.path.join(tmp, "evaluation"))
-        with open(os.path.join(tmp, "evaluation", "metrics_per_patient.csv")) as f:
-            rows = list(csv.DictReader(f))
         predictor = RunPredictor.from_run(folder)
-        seconds = []
+        predictions, seconds = os.path.join(tmp, "predictions"), []
+        os.makedirs(predictions)
         for record in discover_patients(raw, predictor.manifest.dataset, predictor.cfg.data.format):
             begun = time.perf_counter()
-            predictor.predict(record)
+            predictor.write(record, predictions)
             seconds.append(time.perf_counter() - begun)
+        summary = evaluate_run(folder, data_dir=raw, predictions_dir=predictions, out_dir=os.path.join(tmp, "evaluation"))
+        with open(os.path.join(tmp, "evaluation", "metrics_per_patient.csv")) as f:
+            rows = list(csv.DictReader(f))
 
     print(f"{metadata['name']} {metadata['version']} on {summary['patients']} patients "
           f"({len(summary.get('seen_in_training', []))} of them seen in training)")
