@@ -258,7 +258,8 @@ class TrainConfig:
     # Wall-clock budget of the whole run in minutes, epoch ends included (ours; svgan/training/budget.py):
     # the trainer times steps of each stage and the epoch-end work first, then scales
     # steps_per_epoch and adversarial_ramp_steps by one factor so that the run fits, and lays out the
-    # stages and the learning-rate schedule over those steps. The plan is kept in RUN/budget_plan.json;
+    # stages and the learning-rate schedule over those steps; before each later epoch it re-plans the
+    # remaining epochs from the step times measured so far. The plan is kept in RUN/budget_plan.json;
     # a resumed run follows it. null: bounded by steps (the way to reproduce a run on another machine).
     budget_minutes: Optional[float] = None
     run_dir: str = "runs"

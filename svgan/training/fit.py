@@ -100,6 +100,7 @@ class Trainer:
         self.classification_loss = build_classification_loss(
             cfg.loss.classification_loss, self.disease_weights, cfg.loss.classification_loss_args,
             class_counts=manifest.disease_patient_counts("train"))
+        self.epoch_steps = None  # a budget's steps for each epoch (set_epoch_steps); None: steps_per_epoch() each
         self.G, self.D = self._build_models(self.size)
         self.gan = self._gan_step()
         self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -128,10 +129,10 @@ class Trainer:
         return self._inference
 
     def _gan_step(self) -> GANStep:
-        steps = self.steps_per_epoch()
+        t = self.cfg.train
         return GANStep(self.cfg, self.G, self.D, self.seg_weights, self.disease_weights, self.runtime,
-                       total_steps=self.cfg.train.epochs * steps, classification_loss=self.classification_loss,
-                       adversarial_start=self.cfg.train.supervised_epochs * steps)
+                       total_steps=self.steps_before(t.epochs), classification_loss=self.classification_loss,
+                       adversarial_start=self.steps_before(t.supervised_epochs))
 
     def _track_models(self) -> None:
         """Checkpoint and prediction function for the current G, D and optimizers."""
@@ -148,6 +149,15 @@ class Trainer:
         self.cfg = self.base_cfg = cfg
         self.gan = self._gan_step()
         self._track_models()
+
+    def set_epoch_steps(self, epoch_steps: list[int]) -> None:
+        """Train ``epoch_steps[e]`` steps in epoch ``e`` (a budget's re-plan, between epochs): the
+        learning-rate horizons and the adversarial stage's start follow, in the same compiled step."""
+        t = self.base_cfg.train
+        if len(epoch_steps) != t.epochs:
+            raise TrainingError(f"a plan of {len(epoch_steps)} epochs for a run of train.epochs={t.epochs}", self.run_dir)
+        self.epoch_steps = [int(n) for n in epoch_steps]
+        self.gan.set_horizon(self.steps_before(t.epochs), self.steps_before(t.supervised_epochs))
 
     def resize(self, size) -> None:
         """Train at in-plane ``size`` from now on: G and D rebuilt at that size with the current
@@ -184,8 +194,8 @@ class Trainer:
         tf = import_tf()
         ds = make_dataset(self.manifest, "train", self.cfg, training=True, seed=epoch_seed(self.cfg.seed, epoch))
         ds = ds.map(lambda b: {"image": b["image"], "label": b["label"], "disease": b["disease"]})
-        if self.cfg.train.steps_per_epoch:
-            ds = ds.repeat().take(self.cfg.train.steps_per_epoch)
+        if self.cfg.train.steps_per_epoch or self.epoch_steps:
+            ds = ds.repeat().take(self.steps_in_epoch(epoch))
         if skip:
             ds = ds.skip(skip)
         options = tf.data.Options()
@@ -203,6 +213,13 @@ class Trainer:
             length = pipe.sequence_length // len(p["phases"])
             windows += pipe.windows_per_patient or max(1, math.ceil(p["num_slices"] / length))
         return windows // pipe.batch_size
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        return self.epoch_steps[epoch] if self.epoch_steps else self.steps_per_epoch()
+
+    def steps_before(self, epoch: int) -> int:
+        """Generator updates in epochs 0 .. ``epoch - 1``."""
+        return sum(self.steps_in_epoch(e) for e in range(epoch))
 
     # ---------------------------------------------------------------- one epoch
 
@@ -406,7 +423,7 @@ def gan_callbacks(cfg: Config, trainer: Trainer, start_epoch: int, verbose: bool
     if has_validation:
         out.append(EarlyStopping(cfg.train.early_stopping_patience, lambda: int(trainer.bad_epochs.numpy())))
     out += [TimeBudget(cfg.train.max_minutes, cfg.train.epochs),
-            ProgressBar(lambda epoch: trainer.steps_per_epoch(), cfg.train.epochs, LOSS_NAMES, MONITOR, verbose=verbose)]
+            ProgressBar(trainer.steps_in_epoch, cfg.train.epochs, LOSS_NAMES, MONITOR, verbose=verbose)]
     return out
 
 

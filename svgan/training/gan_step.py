@@ -42,15 +42,20 @@ def learning_rate(rate: float, schedule: str, total_steps: int | None):
     """A constant rate, or a cosine decay to 0 over ``total_steps`` optimizer updates.
 
     The schedule reads the optimizer's own update counter, which checkpoints save, so a
-    resumed run continues on the same curve.
+    resumed run continues on the same curve. Its horizon is a variable (``decay_steps``, read at
+    every step) so that a budget can re-plan the run's length between epochs; checkpoints do not
+    hold it: whoever changes it sets it again on resume.
     """
     import keras
 
+    tf = import_tf()
     if schedule == "constant":
         return rate
     if not total_steps:
         raise ValueError("a cosine learning-rate schedule needs the run's total number of steps")
-    return keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(total_steps), alpha=0.0)
+    cosine = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(total_steps), alpha=0.0)
+    cosine.decay_steps = tf.Variable(float(total_steps), trainable=False, name="lr_horizon")
+    return cosine
 
 
 class GANStep:
@@ -74,11 +79,10 @@ class GANStep:
         # A discriminator that never updates (d_steps 0, or no adversarial epoch) needs no schedule.
         d_schedule = t.lr_schedule if d_updates != 0 else "constant"
         with runtime.strategy.scope():
-            self.g_opt = keras.optimizers.RMSprop(learning_rate(t.learning_rate, t.lr_schedule, total_steps),
-                                                  global_clipnorm=t.clipnorm)
-            self.d_opt = keras.optimizers.RMSprop(
-                learning_rate(t.discriminator_learning_rate or t.learning_rate, d_schedule, d_updates),
-                global_clipnorm=t.clipnorm)
+            self.g_rate = learning_rate(t.learning_rate, t.lr_schedule, total_steps)
+            self.d_rate = learning_rate(t.discriminator_learning_rate or t.learning_rate, d_schedule, d_updates)
+            self.g_opt = keras.optimizers.RMSprop(self.g_rate, global_clipnorm=t.clipnorm)
+            self.d_opt = keras.optimizers.RMSprop(self.d_rate, global_clipnorm=t.clipnorm)
             if runtime.loss_scaling:
                 self.g_opt = keras.optimizers.LossScaleOptimizer(self.g_opt)
                 self.d_opt = keras.optimizers.LossScaleOptimizer(self.d_opt)
@@ -90,10 +94,22 @@ class GANStep:
                                                          lc.segmentation_loss_args)
         self.classification_loss = classification_loss if classification_loss is not None else build_classification_loss(
             lc.classification_loss, np.asarray(disease_weights, np.float32), lc.classification_loss_args)
-        self.adversarial_weight = AdversarialWeight(lc.adversarial_weight, adversarial_start, t.adversarial_ramp_steps)
+        with runtime.strategy.scope():  # the stage's start is a variable too: a budget may move it (set_horizon)
+            start = tf.Variable(float(adversarial_start), trainable=False, name="adversarial_start")
+        self.adversarial_weight = AdversarialWeight(lc.adversarial_weight, start, t.adversarial_ramp_steps)
         self.stage = ADVERSARIAL
         compile_step = lambda fn: tf.function(fn, jit_compile=runtime.jit_compile, reduce_retracing=True)  # noqa: E731
         self._compiled = {ADVERSARIAL: compile_step(self._adversarial_step), SUPERVISED: compile_step(self._supervised_step)}
+
+    def set_horizon(self, total_steps: int, adversarial_start: int) -> None:
+        """Re-plan the run's length between epochs: the generator's rate decays to 0 at update
+        ``total_steps``, the adversarial stage starts at update ``adversarial_start``, and the
+        discriminator's rate decays over the updates from there on."""
+        t = self.cfg.train
+        self.adversarial_weight.start.assign(float(adversarial_start))
+        for rate, horizon in ((self.g_rate, total_steps), (self.d_rate, (total_steps - adversarial_start) * t.d_steps)):
+            if hasattr(rate, "decay_steps"):  # a constant rate has no horizon
+                rate.decay_steps.assign(float(max(horizon, 1)))
 
     # ---------------------------------------------------------------- losses
 

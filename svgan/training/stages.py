@@ -31,8 +31,9 @@ class AdversarialWeight:
     Works on Python numbers and on tensors (inside the compiled step).
     """
 
-    def __init__(self, weight: float, start: int = 0, ramp_steps: int = 0):
-        self.weight, self.start, self.ramp_steps = float(weight), int(start), int(ramp_steps)
+    def __init__(self, weight: float, start=0, ramp_steps: int = 0):
+        """``start``: a number, or a variable that a re-planned run moves (``GANStep.set_horizon``)."""
+        self.weight, self.start, self.ramp_steps = float(weight), start, int(ramp_steps)
 
     def __call__(self, step):
         from keras import ops
@@ -58,6 +59,6 @@ class TrainingStages(Callback):
         stage = stage_of(epoch, self.supervised_epochs)
         gan = self.trainer.gan  # the current one: progressive resizing may have rebuilt it
         gan.stage = stage
-        last_step = (epoch + 1) * self.trainer.steps_per_epoch() - 1
+        last_step = self.trainer.steps_before(epoch + 1) - 1
         weight = float(gan.adversarial_weight(last_step)) if stage == ADVERSARIAL else 0.0
         return {"stage": stage, "adversarial_weight": weight}
