@@ -38,19 +38,23 @@ TINY_MODEL = ["model.base_filters=4", "model.recurrent_units=4", "model.discrimi
               "model.classifier_units=[8]", "train.image_summaries=false"]
 
 
-def interrupted_at_call(monkeypatch, n: int, signal_number: int | None = None) -> None:
+def interrupted_at_call(monkeypatch, n: int, signal_number: int | None = None, after_update: bool = False) -> None:
     """Ctrl-C at the ``n``-th training step (1-based): GANStep.step raises KeyboardInterrupt there,
-    or, given ``signal_number``, sends that signal to this process there (as ``kill`` would)."""
+    or, given ``signal_number``, sends that signal to this process there (as ``kill`` would); with
+    ``after_update`` the interruption comes once that step's update is applied, before it returns."""
     from svgan.training import gan_step
 
     real_step, calls = gan_step.GANStep.step, {"n": 0}
 
     def interrupted(self, batch):
         calls["n"] += 1
-        if calls["n"] == n:
-            if signal_number is None:
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signal_number)
+        if calls["n"] != n:
+            return real_step(self, batch)
+        if after_update:
+            real_step(self, batch)
+        if signal_number is None:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal_number)
         return real_step(self, batch)
 
     monkeypatch.setattr(gan_step.GANStep, "step", interrupted)

@@ -195,6 +195,15 @@ def test_exact_resume_after_an_epoch_and_after_ctrl_c(brats_prepared, one_epoch_
     train(cfg, brats_prepared, run_dir=str(tmp_path / "ctrl_c"), resume=True, verbose=False)
     assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "ctrl_c", cfg, manifest)))
 
+    # Ctrl-C (or SIGTERM) landing after a step's update, before the trainer counted the step: the
+    # checkpoint counts it, so the resume does not train that batch twice.
+    with monkeypatch.context() as patched:
+        interrupted_at_call(patched, 2, after_update=True)
+        with pytest.raises(TrainingInterrupted, match="interrupted at epoch 1, step 2"):
+            train(cfg, brats_prepared, run_dir=str(tmp_path / "late_ctrl_c"), verbose=False)
+    train(cfg, brats_prepared, run_dir=str(tmp_path / "late_ctrl_c"), resume=True, verbose=False)
+    assert all(np.array_equal(a, b) for a, b in zip(straight, _final_weights(tmp_path / "late_ctrl_c", cfg, manifest)))
+
 
 @pytest.mark.slow
 def test_sigterm_stops_svgan_train_as_ctrl_c_does_with_a_checkpoint_at_the_step(brats_prepared, tmp_path, monkeypatch,

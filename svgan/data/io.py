@@ -121,6 +121,7 @@ def atomic_path(final_path: str | os.PathLike):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _created_mode(0o666))  # mkstemp's is 0600: the file gets the mode open() would give it
         os.replace(tmp, final_path)
     finally:
         if os.path.exists(tmp):
@@ -146,9 +147,17 @@ def atomic_folder(final_dir: str | os.PathLike):
         require_new_folder(final_dir)
         if os.path.isdir(final_dir):
             os.rmdir(final_dir)
+        os.chmod(tmp, _created_mode(0o777))  # mkdtemp's is 0700: the folder gets the mode mkdir would give it
         os.replace(tmp, final_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _created_mode(mode: int) -> int:
+    """``mode`` less the process's umask, as ``open`` and ``mkdir`` apply it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def _suffix(name: str) -> str:

@@ -228,6 +228,7 @@ class Trainer:
         after each step; returns the mean of each loss the stage computes (the supervised stage has no
         d_loss or adversarial term) and the step rate."""
         epoch, skip = int(self.epoch.numpy()), int(self.step_in_epoch.numpy())
+        updates_before = int(self.gan.g_opt.iterations.numpy())
         sums = {}
         count, started = 0, time.time()
         try:
@@ -246,6 +247,11 @@ class Trainer:
                 if on_step:
                     on_step(count, losses)
         except KeyboardInterrupt:
+            # A signal that lands after a step's update but before its count would have the resume train
+            # that batch twice: count the generator updates this epoch made instead (one per step).
+            uncounted = (int(self.gan.g_opt.iterations.numpy()) - updates_before) - (int(self.step_in_epoch.numpy()) - skip)
+            if uncounted > 0:
+                self.step_in_epoch.assign_add(uncounted)
             path = self.manager.save()
             raise TrainingInterrupted(
                 f"interrupted at epoch {epoch + 1}, step {int(self.step_in_epoch.numpy())}; checkpoint {path}; "
