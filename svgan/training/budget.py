@@ -89,9 +89,14 @@ def stage_epochs(train) -> dict:
     return counts
 
 
+def usable_seconds(train) -> float:
+    """``train.budget_minutes`` in seconds, less the ``MARGIN`` held back."""
+    return 60.0 * train.budget_minutes * (1.0 - MARGIN)
+
+
 def plan_steps(train, elapsed_s: float, step_s: dict, compile_s: dict, epoch_end_s: list, reference_steps: int) -> BudgetPlan:
     """The largest steps per epoch that fit ``train.budget_minutes`` (less ``MARGIN``) after ``elapsed_s``."""
-    budget_s = 60.0 * train.budget_minutes * (1.0 - MARGIN)
+    budget_s = usable_seconds(train)
     stages = stage_epochs(train)
     fixed = elapsed_s + sum(epoch_end_s) + sum(compile_s.values())
     per_step_of_each_epoch = sum(epochs * step_s[stage] for stage, epochs in stages.items())
@@ -112,7 +117,7 @@ def replan_remaining(train, elapsed_s: float, epoch_steps: list, done_epochs: in
 
     A stage the run has not reached yet is assumed to have slowed or sped up as the measured ones
     did against the plan; its compilation is still to be paid. At least one step per epoch."""
-    budget_s = 60.0 * train.budget_minutes * (1.0 - MARGIN)
+    budget_s = usable_seconds(train)
     remaining = range(done_epochs, train.epochs)
     drift = statistics.mean(measured_step_s[s] / planned_step_s[s] for s in measured_step_s) if measured_step_s else 1.0
     step_s = {s: measured_step_s.get(s, planned_step_s[s] * drift) for s in planned_step_s}
@@ -186,7 +191,7 @@ class TrainingBudget(Callback):
     def on_epoch_end(self, epoch, logs):
         if self.plan is None or not logs.get("steps"):
             return None
-        stage = logs.get("stage", stage_of(epoch, self.trainer.base_cfg.train.supervised_epochs))
+        stage = stage_of(epoch, self.trainer.base_cfg.train.supervised_epochs)
         seconds = logs["steps"] * logs["s_per_step"]
         if stage not in self.measured:  # the stage's first epoch in this process compiled its step
             self.measured[stage] = [0, 0.0]

@@ -48,14 +48,20 @@ def learning_rate(rate: float, schedule: str, total_steps: int | None):
     """
     import keras
 
-    tf = import_tf()
     if schedule == "constant":
         return rate
     if not total_steps:
         raise ValueError("a cosine learning-rate schedule needs the run's total number of steps")
+    tf = import_tf()
     cosine = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(total_steps), alpha=0.0)
     cosine.decay_steps = tf.Variable(float(total_steps), trainable=False, name="lr_horizon")
     return cosine
+
+
+def discriminator_updates(total_steps: int, adversarial_start: int, d_steps: int) -> int:
+    """The discriminator's updates in a run of ``total_steps`` generator updates whose adversarial
+    stage starts at update ``adversarial_start``: ``d_steps`` per adversarial step."""
+    return (total_steps - adversarial_start) * d_steps
 
 
 class GANStep:
@@ -75,7 +81,7 @@ class GANStep:
         self.cfg, self.G, self.D, self.runtime = cfg, generator, discriminator, runtime
         self.num_classes = int(generator.get_layer("seg_logits").filters)
         t = cfg.train
-        d_updates = (total_steps - adversarial_start) * t.d_steps if total_steps else None
+        d_updates = discriminator_updates(total_steps, adversarial_start, t.d_steps) if total_steps else None
         # A discriminator that never updates (d_steps 0, or no adversarial epoch) needs no schedule.
         d_schedule = t.lr_schedule if d_updates != 0 else "constant"
         with runtime.strategy.scope():
@@ -107,7 +113,8 @@ class GANStep:
         discriminator's rate decays over the updates from there on."""
         t = self.cfg.train
         self.adversarial_weight.start.assign(float(adversarial_start))
-        for rate, horizon in ((self.g_rate, total_steps), (self.d_rate, (total_steps - adversarial_start) * t.d_steps)):
+        d_updates = discriminator_updates(total_steps, adversarial_start, t.d_steps)
+        for rate, horizon in ((self.g_rate, total_steps), (self.d_rate, d_updates)):
             if hasattr(rate, "decay_steps"):  # a constant rate has no horizon
                 rate.decay_steps.assign(float(max(horizon, 1)))
 
